@@ -1,0 +1,127 @@
+/**
+ * Resource figures of one process, and the small IPC protocol that carries them.
+ *
+ * Node children (the upstreams and every proxy but nginx) call `serveStats()`:
+ * the parent sends `{ id, cmd }` and gets back `{ id, stats }`. nginx is not a
+ * Node process, so `readProcStats()` reads the same figures from /proc.
+ */
+import { readFileSync, readdirSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+
+/** What a process has used so far. */
+export interface ProcStats {
+  /** User + system CPU time since the process started, in microseconds. */
+  cpuUs: number
+  /** Resident set size now, in bytes. */
+  rss: number
+  /** Peak resident set size since the process started, in bytes. */
+  maxRss: number
+  /** TCP connections the process has accepted (upstream child only). */
+  accepted?: number
+}
+
+/** Messages a child sends on its own. */
+export type ChildEvent =
+  | { type: 'ready', port: number }
+  | { type: 'unavailable', reason: string }
+
+/** A request from the parent: `stats`, or `gc` (collect garbage, then stats). */
+export interface StatsRequest { id: number, cmd: 'stats' | 'gc' }
+export interface StatsReply { id: number, stats: ProcStats }
+
+/** Figures of the current Node process. */
+export function ownStats (accepted?: number): ProcStats {
+  const cpu = process.cpuUsage()
+  return {
+    cpuUs: cpu.user + cpu.system,
+    rss: process.memoryUsage.rss(),
+    // resourceUsage().maxRSS is in KiB on Linux.
+    maxRss: process.resourceUsage().maxRSS * 1024,
+    accepted,
+  }
+}
+
+/**
+ * Answers the parent's stats requests over IPC. `gc` needs `--expose-gc`;
+ * without it the figures are taken without collecting first.
+ */
+export function serveStats (accepted: () => number | undefined = () => undefined): void {
+  process.on('message', (msg: StatsRequest) => {
+    if (msg.cmd === 'gc') {
+      const gc = (globalThis as { gc?: () => void }).gc
+      gc?.()
+    }
+    const reply: StatsReply = { id: msg.id, stats: ownStats(accepted()) }
+    process.send?.(reply)
+  })
+  // The parent going away (crash, Ctrl-C) must not leave this child running.
+  process.on('disconnect', () => process.exit(0))
+}
+
+/** Sends one event to the parent. */
+export function tellParent (event: ChildEvent): void {
+  process.send?.(event)
+}
+
+let clockTicks: number | undefined
+
+function ticksPerSecond (): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+    } catch {
+      clockTicks = 100
+    }
+  }
+  return clockTicks
+}
+
+/** Child process ids of `pid`, found by scanning /proc (works without CONFIG_PROC_CHILDREN). */
+export function childPids (pid: number): number[] {
+  const found: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      // Field 4 is the parent pid; the command name (field 2) may hold spaces, so split after ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === pid) found.push(Number(entry))
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found
+}
+
+/** CPU and memory of the given processes, added up, read from /proc. */
+export function readProcStats (pids: number[]): ProcStats {
+  const total: ProcStats = { cpuUs: 0, rss: 0, maxRss: 0 }
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      // After the command name: state is index 0, utime index 11, stime index 12 (fields 14 and 15 in proc(5)).
+      const ticks = Number(fields[11]) + Number(fields[12])
+      total.cpuUs += ticks * 1e6 / ticksPerSecond()
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+      total.rss += kib(status, 'VmRSS') * 1024
+      total.maxRss += kib(status, 'VmHWM') * 1024
+    } catch {
+      // The process ended; it no longer counts.
+    }
+  }
+  return total
+}
+
+function kib (status: string, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)
+  return match ? Number(match[1]) : 0
+}
+
+/** Median of a list (NaN when empty). */
+export function median (values: number[]): number {
+  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b)
+  if (sorted.length === 0) return NaN
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}

@@ -1,0 +1,73 @@
+/** Command-line options of bench/run.ts. */
+import { ALL_TARGETS } from './targets.js'
+import { WORKLOADS } from './workloads/index.js'
+
+export interface BenchOptions {
+  rounds: number
+  /** Measured seconds per window. */
+  seconds: number
+  /** Seconds of load before each window starts counting. */
+  warmup: number
+  workloads: string[]
+  targets: string[]
+  tunnels: number
+  quick: boolean
+}
+
+export const USAGE = `usage: npm run bench -- [options]
+  --quick              about a minute: 2 rounds of short windows
+  --only=a,b           workloads: ${WORKLOADS.map((w) => w.name).join(', ')}
+  --targets=a,b        targets: ${ALL_TARGETS.join(', ')}
+  --rounds=N           rounds per workload (default 3, quick 2)
+  --seconds=S          measured seconds per window (default 1.5, quick 0.5)
+  --warmup=S           unmeasured seconds before each window (default 0.3, quick 0.2)
+  --tunnels=N          idle tunnels for idle-rss (default 1000)
+  --help`
+
+function list (value: string, known: readonly string[], what: string): string[] {
+  const names = value.split(',').map((s) => s.trim()).filter(Boolean)
+  const unknown = names.filter((n) => !known.includes(n))
+  if (unknown.length) throw new Error(`unknown ${what}: ${unknown.join(', ')} (known: ${known.join(', ')})`)
+  return names
+}
+
+function positive (name: string, value: string, integer: boolean): number {
+  const n = Number(value)
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got '${value}'`)
+  }
+  return n
+}
+
+/** Parses argv; throws with a message on anything it does not understand. Returns undefined for --help. */
+export function parseOptions (argv: string[]): BenchOptions | undefined {
+  const quick = argv.includes('--quick')
+  const options: BenchOptions = {
+    rounds: quick ? 2 : 3,
+    seconds: quick ? 0.5 : 1.5,
+    warmup: quick ? 0.2 : 0.3,
+    workloads: WORKLOADS.map((w) => w.name),
+    targets: [...ALL_TARGETS],
+    tunnels: 1000,
+    quick,
+  }
+  for (const arg of argv) {
+    if (arg === '--quick') continue
+    if (arg === '--help' || arg === '-h') return undefined
+    const match = /^--([a-z]+)=(.*)$/.exec(arg)
+    const [, name, value = ''] = match ?? []
+    switch (name) {
+      case 'only': options.workloads = list(value, WORKLOADS.map((w) => w.name), 'workload'); break
+      case 'targets': options.targets = list(value, ALL_TARGETS, 'target'); break
+      case 'rounds': options.rounds = positive(name, value, true); break
+      case 'seconds': options.seconds = positive(name, value, false); break
+      case 'warmup': options.warmup = positive(name, value, false); break
+      case 'tunnels': options.tunnels = positive(name, value, true); break
+      default: throw new Error(`unknown option ${arg}\n${USAGE}`)
+    }
+  }
+  // Keep the run's order fixed whatever order the flags named them in.
+  options.targets = ALL_TARGETS.filter((t) => options.targets.includes(t))
+  options.workloads = WORKLOADS.map((w) => w.name).filter((w) => options.workloads.includes(w))
+  return options
+}

@@ -1,0 +1,137 @@
+/** Per-round results, their medians, and the text table printed after each workload. */
+import { median } from './measure.js'
+import type { Workload } from './workloads/types.js'
+
+/** One measurement window of one target in one round. */
+export interface WindowResult {
+  round: number
+  target: string
+  /** Set when the window could not be measured; the other figures are then absent. */
+  failed?: string
+  seconds?: number
+  ops?: number
+  errors?: number
+  /** Operations per second over the window. */
+  rate?: number
+  /** Proxy CPU seconds (user + system) during the window. */
+  cpuSeconds?: number
+  /** Proxy peak RSS so far (bytes); the proxy was started for this workload. */
+  maxRss?: number
+  /** Idle workload: proxy RSS growth per open tunnel (bytes). */
+  bytesPerTunnel?: number
+  /** Upstream child's CPU seconds and accepted TCP connections during the window (diagnostics). */
+  upstreamCpuSeconds?: number
+  upstreamAccepted?: number
+}
+
+export interface SummaryRow {
+  target: string
+  /** Median headline figure: ops/s, MB/s, or bytes per tunnel for the idle workload. */
+  value: number
+  vsDirect: number
+  vsSockgate: number
+  cpuPer100k: number
+  peakRssMb: number
+  errors: number
+  /** (max - min) / median of the headline figure across rounds. */
+  spread: number
+  rounds: number
+  failed?: string
+}
+
+export interface WorkloadResult {
+  name: string
+  title: string
+  unit: string
+  budget: number
+  unavailable: Record<string, string>
+  windows: WindowResult[]
+  summary: SummaryRow[]
+}
+
+const MB = 1e6
+
+function headline (workload: Workload, w: WindowResult): number {
+  if (workload.kind === 'idle') return w.bytesPerTunnel ?? NaN
+  const rate = w.rate ?? NaN
+  return workload.bytesPerOp ? rate * workload.bytesPerOp / MB : rate
+}
+
+/** Medians per target, in the order the targets ran. */
+export function summarize (workload: Workload, targets: string[], windows: WindowResult[]): SummaryRow[] {
+  const rows = targets.map((target): SummaryRow => {
+    const mine = windows.filter((w) => w.target === target)
+    const good = mine.filter((w) => !w.failed)
+    const values = good.map((w) => headline(workload, w))
+    const value = median(values)
+    const cpu = good.map((w) => (w.cpuSeconds !== undefined && w.ops ? w.cpuSeconds / w.ops * 1e5 : NaN))
+    const peaks = good.map((w) => w.maxRss ?? NaN).filter(Number.isFinite)
+    return {
+      target,
+      value,
+      vsDirect: NaN,
+      vsSockgate: NaN,
+      cpuPer100k: median(cpu),
+      peakRssMb: peaks.length ? Math.max(...peaks) / MB : NaN,
+      errors: good.reduce((sum, w) => sum + (w.errors ?? 0), 0),
+      spread: values.length > 1 ? (Math.max(...values) - Math.min(...values)) / value : NaN,
+      rounds: good.length,
+      failed: good.length === 0 ? mine.find((w) => w.failed)?.failed ?? 'no rounds' : undefined,
+    }
+  })
+  const direct = rows.find((r) => r.target === 'direct')?.value ?? NaN
+  const sockgate = rows.find((r) => r.target === 'sockgate')?.value ?? NaN
+  for (const row of rows) {
+    row.vsDirect = row.value / direct
+    row.vsSockgate = row.value / sockgate
+  }
+  return rows
+}
+
+function fmt (n: number, digits = 0): string {
+  if (!Number.isFinite(n)) return '-'
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+function budgetMark (workload: Workload, row: SummaryRow): string {
+  if (!row.target.startsWith('sockgate') || row.failed) return ''
+  if (workload.kind === 'idle') return row.value <= workload.budgetBytes ? 'ok' : 'OVER'
+  if (!Number.isFinite(workload.cpuBudget) || !Number.isFinite(row.cpuPer100k)) return ''
+  return row.cpuPer100k <= workload.cpuBudget ? 'ok' : 'OVER'
+}
+
+/** The table printed for one workload. */
+export function formatTable (workload: Workload, rows: SummaryRow[], unavailable: Record<string, string>): string {
+  const idle = workload.kind === 'idle'
+  const unit = idle ? 'KiB/tunnel' : workload.unit
+  const header = idle
+    ? ['target', unit, 'vs sockgate', 'peak RSS MB', 'budget']
+    : ['target', unit, 'vs direct', 'vs sockgate', 'CPU s/100k', 'peak RSS MB', 'spread', 'errors', 'budget']
+  const lines = rows.map((row) => {
+    if (row.failed) return [row.target, `failed: ${row.failed}`]
+    if (idle) {
+      return [row.target, fmt(row.value / 1024, 1), fmt(row.vsSockgate, 2), fmt(row.peakRssMb, 1), budgetMark(workload, row)]
+    }
+    const digits = row.value < 100 ? 1 : 0
+    return [
+      row.target, fmt(row.value, digits), fmt(row.vsDirect, 2), fmt(row.vsSockgate, 2), fmt(row.cpuPer100k, 2),
+      fmt(row.peakRssMb, 1), Number.isFinite(row.spread) ? `±${fmt(row.spread * 50, 0)}%` : '-', fmt(row.errors), budgetMark(workload, row),
+    ]
+  })
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.filter((l) => l.length > 2).map((l) => (l[i] ?? '').length)))
+  const render = (cells: string[]): string => cells.length === 2 && cells[1]!.startsWith('failed')
+    ? `  ${cells[0]!.padEnd(widths[0]!)}  ${cells[1]}`
+    : '  ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()
+  const budget = idle
+    ? `budget (sockgate): <= ${fmt(workload.budgetBytes / 1024)} KiB per idle tunnel`
+    : Number.isFinite(workload.cpuBudget) ? `budget (sockgate): <= ${fmt(workload.cpuBudget, 1)} s CPU per 100k ops` : 'no budget set'
+  const out = [
+    `${workload.name}: ${workload.title}`,
+    render(header),
+    render(header.map((_h, i) => '-'.repeat(widths[i]!))),
+    ...lines.map(render),
+    `  ${budget}`,
+  ]
+  for (const [name, reason] of Object.entries(unavailable)) out.push(`  ${name}: unavailable: ${reason}`)
+  return out.join('\n')
+}

@@ -1,0 +1,52 @@
+/**
+ * Targets: what a workload's clients connect to. `direct` is the upstream
+ * itself (the limit), the rest are proxies in front of it, each in its own
+ * process so its CPU and memory can be read alone.
+ */
+import { fileURLToPath } from 'node:url'
+import { startNodeChild } from './children.js'
+import type { ProcStats } from './measure.js'
+import { isNodeProxyKind, NODE_PROXY_KINDS } from './proxies/kinds.js'
+import { startNginx } from './proxies/nginx.js'
+
+/** Every target, in the order they run within a round. */
+export const ALL_TARGETS = ['direct', 'nginx', ...NODE_PROXY_KINDS] as const
+
+const CHILD_ENTRY = fileURLToPath(new URL('./proxies/child.ts', import.meta.url))
+
+export interface Target {
+  name: string
+  /** Port on 127.0.0.1 the clients connect to. */
+  port: number
+  /** The proxy's own figures; absent for `direct`. `gc` collects garbage first where the proxy can. */
+  stats?: (cmd?: 'stats' | 'gc') => Promise<ProcStats>
+  stop: () => Promise<void>
+}
+
+export type TargetStart = { ok: true, target: Target } | { ok: false, name: string, reason: string }
+
+/** Starts one target in front of the upstream port. Never throws: a failure comes back as a reason. */
+export async function startTarget (name: string, upstreamPort: number): Promise<TargetStart> {
+  try {
+    if (name === 'direct') {
+      return { ok: true, target: { name, port: upstreamPort, stop: async () => {} } }
+    }
+    if (name === 'nginx') {
+      const nginx = await startNginx(upstreamPort)
+      if (typeof nginx === 'string') return { ok: false, name, reason: nginx }
+      return {
+        ok: true,
+        target: { name, port: nginx.port, stats: async () => nginx.stats(), stop: () => nginx.stop() },
+      }
+    }
+    if (isNodeProxyKind(name)) {
+      const started = await startNodeChild(CHILD_ENTRY, [name, `http://127.0.0.1:${upstreamPort}`])
+      if (!started.ok) return { ok: false, name, reason: started.reason }
+      const { child, port } = started
+      return { ok: true, target: { name, port, stats: (cmd) => child.stats(cmd), stop: () => child.stop() } }
+    }
+    return { ok: false, name, reason: `unknown target (known: ${ALL_TARGETS.join(', ')})` }
+  } catch (err) {
+    return { ok: false, name, reason: err instanceof Error ? err.message : String(err) }
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Every failure sockgate reports has a stable code, an HTTP status for the
+ * client and a sentence the operator can act on. Users match on `code`,
+ * never on `message`. A released code is never reused for another meaning.
+ */
+
+/** Every error code sockgate can report. */
+export type ErrorCode =
+  | 'SOCKGATE_ERR_INVALID_OPTION'
+  | 'SOCKGATE_ERR_BAD_REQUEST'
+  | 'SOCKGATE_ERR_BAD_UPGRADE'
+  | 'SOCKGATE_ERR_UPGRADE_VERSION'
+  | 'SOCKGATE_ERR_BODY_TOO_LARGE'
+  | 'SOCKGATE_ERR_NO_ROUTE'
+  | 'SOCKGATE_ERR_NO_UPSTREAM'
+  | 'SOCKGATE_ERR_CLOSED'
+  | 'SOCKGATE_ERR_UPSTREAM_CONNECT'
+  | 'SOCKGATE_ERR_UPSTREAM_TIMEOUT'
+  | 'SOCKGATE_ERR_UPSTREAM_PROTOCOL'
+  | 'SOCKGATE_ERR_UPGRADE_REFUSED'
+  | 'SOCKGATE_ERR_CLIENT_ABORTED'
+
+/** Base class of every sockgate error. */
+export class SockgateError extends Error {
+  /** Stable, documented code (`docs/errors.md`). */
+  readonly code: ErrorCode
+  /** Status the client was (or would have been) answered with. */
+  readonly statusCode: number
+
+  constructor (code: ErrorCode, statusCode: number, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'SockgateError'
+    this.code = code
+    this.statusCode = statusCode
+  }
+}
+
+/** `createGateway()` was given an option it cannot use; the message names the option path. */
+export class InvalidOptionError extends SockgateError {
+  constructor (path: string, rule: string) {
+    super('SOCKGATE_ERR_INVALID_OPTION', 0, `${path} ${rule}`)
+    this.name = 'InvalidOptionError'
+  }
+}
+
+/** A request sockgate refuses to forward: CONNECT, an absolute-form target, a header with CR/LF. */
+export class BadRequestError extends SockgateError {
+  constructor (reason: string) {
+    super('SOCKGATE_ERR_BAD_REQUEST', 400, `Bad request: ${reason}.`)
+    this.name = 'BadRequestError'
+  }
+}
+
+/** A malformed upgrade, or one asking for a protocol that is not in `upgrades`. */
+export class BadUpgradeError extends SockgateError {
+  constructor (reason: string) {
+    super('SOCKGATE_ERR_BAD_UPGRADE', 400, `Bad upgrade request: ${reason}.`)
+    this.name = 'BadUpgradeError'
+  }
+}
+
+/** The client asked for a WebSocket version other than 13 (RFC 6455 §4.4). */
+export class UpgradeVersionError extends SockgateError {
+  constructor (version: string | undefined) {
+    super('SOCKGATE_ERR_UPGRADE_VERSION', 426,
+      `Unsupported Sec-WebSocket-Version ${JSON.stringify(version ?? '')}: only version 13 (RFC 6455) is supported; update the client.`)
+    this.name = 'UpgradeVersionError'
+  }
+}
+
+/** The request body is larger than `limits.body`. */
+export class BodyTooLargeError extends SockgateError {
+  constructor (limit: number) {
+    super('SOCKGATE_ERR_BODY_TOO_LARGE', 413,
+      `Request body is larger than limits.body (${limit} bytes); raise limits.body if such bodies are expected.`)
+    this.name = 'BodyTooLargeError'
+  }
+}
+
+/** An upgrade that no route matches, with no other `upgrade` listener on the server. */
+export class NoRouteError extends SockgateError {
+  constructor (host: string, path: string) {
+    super('SOCKGATE_ERR_NO_ROUTE', 404,
+      `No route matches host ${JSON.stringify(host)} and path ${JSON.stringify(path)}; add a route for it or attach another upgrade handler.`)
+    this.name = 'NoRouteError'
+  }
+}
+
+/** No server of the pool can take the request (down, draining or full). */
+export class NoUpstreamError extends SockgateError {
+  constructor (pool: string) {
+    super('SOCKGATE_ERR_NO_UPSTREAM', 503,
+      `No server of upstream pool "${pool}" is available (all down, draining or at maxConns); check the status page.`)
+    this.name = 'NoUpstreamError'
+  }
+}
+
+/** The gateway is closing or closed and takes no new work. */
+export class GatewayClosedError extends SockgateError {
+  constructor () {
+    super('SOCKGATE_ERR_CLOSED', 503, 'The gateway is closing and takes no new requests or upgrades.')
+    this.name = 'GatewayClosedError'
+  }
+}
+
+/** The upstream refused or reset the connection before answering. */
+export class UpstreamConnectError extends SockgateError {
+  constructor (url: string, cause: unknown) {
+    const why = (cause as { code?: string } | undefined)?.code ?? (cause as Error | undefined)?.message ?? 'unknown error'
+    super('SOCKGATE_ERR_UPSTREAM_CONNECT', 502,
+      `Upstream ${url} failed before answering (${why}); check that it is running and reachable from the gateway.`, { cause })
+    this.name = 'UpstreamConnectError'
+  }
+}
+
+/** Connecting to, or waiting for, the upstream took longer than the configured timeout. */
+export class UpstreamTimeoutError extends SockgateError {
+  constructor (url: string, phase: 'connect' | 'handshake' | 'request', ms: number) {
+    super('SOCKGATE_ERR_UPSTREAM_TIMEOUT', 504,
+      `Upstream ${url} did not complete the ${phase} within timeouts.${phase} (${ms} ms); check its load or raise the timeout.`)
+    this.name = 'UpstreamTimeoutError'
+  }
+}
+
+/** The upstream answered with something that is not valid HTTP for this request. */
+export class UpstreamProtocolError extends SockgateError {
+  constructor (url: string, reason: string, cause?: unknown) {
+    super('SOCKGATE_ERR_UPSTREAM_PROTOCOL', 502,
+      `Upstream ${url} sent an invalid answer: ${reason}; check that the route points at the right service.`, { cause })
+    this.name = 'UpstreamProtocolError'
+  }
+}
+
+/** The upstream answered an upgrade with something other than 101; the answer was relayed. */
+export class UpgradeRefusedError extends SockgateError {
+  constructor (url: string, statusCode: number) {
+    super('SOCKGATE_ERR_UPGRADE_REFUSED', statusCode,
+      `Upstream ${url} refused the upgrade with ${statusCode}; the answer was relayed to the client and both sockets closed.`)
+    this.name = 'UpgradeRefusedError'
+  }
+}
+
+/** The client went away before the exchange completed (nginx logs these as 499). */
+export class ClientAbortedError extends SockgateError {
+  constructor (cause?: unknown) {
+    super('SOCKGATE_ERR_CLIENT_ABORTED', 499, 'The client closed the connection before the answer was complete.', { cause })
+    this.name = 'ClientAbortedError'
+  }
+}
+
+/** All codes, for documentation checks and for users who switch on them. */
+export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
+  'SOCKGATE_ERR_INVALID_OPTION',
+  'SOCKGATE_ERR_BAD_REQUEST',
+  'SOCKGATE_ERR_BAD_UPGRADE',
+  'SOCKGATE_ERR_UPGRADE_VERSION',
+  'SOCKGATE_ERR_BODY_TOO_LARGE',
+  'SOCKGATE_ERR_NO_ROUTE',
+  'SOCKGATE_ERR_NO_UPSTREAM',
+  'SOCKGATE_ERR_CLOSED',
+  'SOCKGATE_ERR_UPSTREAM_CONNECT',
+  'SOCKGATE_ERR_UPSTREAM_TIMEOUT',
+  'SOCKGATE_ERR_UPSTREAM_PROTOCOL',
+  'SOCKGATE_ERR_UPGRADE_REFUSED',
+  'SOCKGATE_ERR_CLIENT_ABORTED',
+] satisfies ErrorCode[])

@@ -1,0 +1,188 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Transform, type TransformCallback } from 'node:stream'
+import { Pool as UndiciPool, type Dispatcher } from 'undici'
+import {
+  BodyTooLargeError, ClientAbortedError, SockgateError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
+} from './errors.js'
+import { filterResponseHeaders } from './headers.js'
+import type { UpstreamServer } from './upstream/server.js'
+import type { UpstreamTlsOptions } from './types.js'
+
+/**
+ * Bodies up to this size are read whole before the upstream is picked, so a
+ * failed attempt can be replayed on the next server (nginx buffers request
+ * bodies too: `proxy_request_buffering on`). Engine.io polling POSTs fit.
+ */
+export const REPLAYABLE_BODY = 65_536
+
+/** A request body as it will be sent: nothing, a buffer (replayable), or a stream (sent once). */
+export type RequestBody = null | Buffer | Transform
+
+/** Counts a streamed body and fails it once it runs past the limit. */
+class BodyLimit extends Transform {
+  private seen = 0
+  constructor (private readonly limit: number) {
+    super()
+  }
+
+  override _transform (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.seen += chunk.length
+    if (this.seen > this.limit) cb(new BodyTooLargeError(this.limit))
+    else cb(null, chunk)
+  }
+}
+
+/**
+ * Prepare the request body. Rejects with `BodyTooLargeError` when the
+ * declared or buffered length is past `limit` (the upstream never sees it).
+ * A streamed body goes through a counter that cuts it off at the limit; the
+ * request stream itself is never handed to undici, which destroys what it
+ * is given on failure.
+ */
+export async function readBody (req: IncomingMessage, limit: number): Promise<RequestBody> {
+  const declared = req.headers['content-length']
+  const chunked = req.headers['transfer-encoding'] !== undefined
+  if (declared === undefined && !chunked) return null
+  const length = declared === undefined ? -1 : Number(declared)
+  if (length > limit) throw new BodyTooLargeError(limit)
+  if (length === 0) return null
+  if (length > 0 && length <= REPLAYABLE_BODY) {
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    return Buffer.concat(chunks)
+  }
+  const counter = new BodyLimit(limit)
+  req.pipe(counter)
+  return counter
+}
+
+/** Map an undici failure to what the client and operator are told. */
+function classify (err: Error & { code?: string }, server: UpstreamServer, requestMs: number, connectMs: number): SockgateError {
+  if (err instanceof SockgateError) return err
+  switch (err.code) {
+    case 'UND_ERR_CONNECT_TIMEOUT': return new UpstreamTimeoutError(server.url, 'connect', connectMs)
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT': return new UpstreamTimeoutError(server.url, 'request', requestMs)
+    case 'UND_ERR_ABORTED': return new ClientAbortedError(err)
+  }
+  if (err.name === 'HTTPParserError' || err.code?.startsWith('HPE_') === true) {
+    return new UpstreamProtocolError(server.url, 'the answer is not valid HTTP', err)
+  }
+  if (err.code === 'UND_ERR_INFO' || /upgrade/i.test(err.message)) {
+    return new UpstreamProtocolError(server.url, 'it switched protocols (101) on a plain request', err)
+  }
+  return new UpstreamConnectError(server.url, err)
+}
+
+export interface ForwardRequest {
+  method: string
+  path: string
+  headers: string[]
+  body: RequestBody
+  /** Told about failures after the answer began (the client's connection is cut then). */
+  onLateError: (err: SockgateError) => void
+}
+
+/**
+ * HTTP forwarding over one keep-alive connection pool (undici) per upstream
+ * server. Bodies stream both ways with backpressure: when the client reads
+ * slowly, the upstream response is paused rather than buffered.
+ */
+export class Forwarder {
+  private readonly pools = new Map<UpstreamServer, UndiciPool>()
+  private readonly connectMs: number
+  private readonly requestMs: number
+
+  constructor (timeouts: { connect: number, request: number }) {
+    this.connectMs = timeouts.connect
+    this.requestMs = timeouts.request
+  }
+
+  private poolFor (server: UpstreamServer, tls: UpstreamTlsOptions | null): UndiciPool {
+    let pool = this.pools.get(server)
+    if (pool === undefined) {
+      pool = new UndiciPool(server.url, {
+        connect: {
+          timeout: this.connectMs,
+          ...(tls === null ? {} : { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername }),
+        },
+        headersTimeout: this.requestMs,
+        bodyTimeout: this.requestMs,
+      })
+      this.pools.set(server, pool)
+    }
+    return pool
+  }
+
+  /**
+   * Send one request to `server` and stream the answer into `res`. Resolves
+   * once the answer has begun (from then on it is this server's), rejects
+   * with a SockgateError when it failed before that.
+   */
+  forward (server: UpstreamServer, tls: UpstreamTlsOptions | null, res: ServerResponse, fr: ForwardRequest): Promise<void> {
+    const requestMs = this.requestMs
+    const connectMs = this.connectMs
+    return new Promise((resolve, reject) => {
+      let started = false
+      let controller: Dispatcher.DispatchController | undefined
+      const onClientClose = (): void => {
+        if (!res.writableFinished) controller?.abort(new ClientAbortedError())
+      }
+      const onDrain = (): void => controller?.resume()
+      res.once('close', onClientClose)
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart (c) {
+          controller = c
+          if (res.destroyed) c.abort(new ClientAbortedError())
+        },
+        onResponseStart (c, statusCode, headers, statusMessage) {
+          if (statusCode < 200) return
+          started = true
+          resolve()
+          res.writeHead(statusCode, statusMessage ?? '', filterResponseHeaders(headers as Record<string, string | string[]>))
+        },
+        onResponseData (c, chunk) {
+          if (!res.write(chunk)) {
+            c.pause()
+            res.once('drain', onDrain)
+          }
+        },
+        onResponseEnd () {
+          res.removeListener('close', onClientClose)
+          res.end()
+        },
+        onResponseError (_c, err) {
+          res.removeListener('close', onClientClose)
+          const error = classify(err, server, requestMs, connectMs)
+          if (started) {
+            res.destroy()
+            fr.onLateError(error)
+          } else {
+            reject(error)
+          }
+        },
+      }
+      this.poolFor(server, tls).dispatch({
+        origin: server.url,
+        method: fr.method as Dispatcher.HttpMethod,
+        path: fr.path,
+        headers: fr.headers,
+        body: fr.body,
+      }, handler)
+    })
+  }
+
+  /** Drop the connection pool of a server that left its pool. */
+  forget (server: UpstreamServer): void {
+    const pool = this.pools.get(server)
+    this.pools.delete(server)
+    pool?.destroy().catch(() => {})
+  }
+
+  /** Close every connection pool; in-flight requests are cut. */
+  async close (): Promise<void> {
+    const pools = [...this.pools.values()]
+    this.pools.clear()
+    await Promise.allSettled(pools.map((p) => p.destroy()))
+  }
+}

@@ -1,0 +1,368 @@
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { TLSSocket } from 'node:tls'
+import type { Duplex } from 'node:stream'
+import {
+  BadRequestError, BadUpgradeError, ClientAbortedError, GatewayClosedError, SockgateError,
+} from './errors.js'
+import { withFailover } from './failover.js'
+import { Forwarder, readBody } from './forward.js'
+import { rewriteRequestHeaders } from './headers.js'
+import { normalizeOptions, type NormalizedOptions, type NormalizedRoute } from './options.js'
+import { sendError, writeSocketError } from './respond.js'
+import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
+import { resolveClientAddress } from './trust.js'
+import { Tunnel } from './tunnel.js'
+import { registerUpgradeHandler } from './dispatch.js'
+import { relayRefusal, upstreamHandshake, validateUpgrade } from './upgrade.js'
+import { Pool } from './upstream/pool.js'
+import type { PickContext } from './balance/types.js'
+import type { UpstreamServer } from './upstream/server.js'
+import type {
+  GatewayOptions, GatewayStatus, ProxyErrorEvent, TunnelCloseEvent, TunnelOpenEvent,
+} from './types.js'
+
+/** Events a gateway emits, with their payloads. */
+export interface GatewayEvents {
+  'proxy:error': [ProxyErrorEvent]
+  'tunnel:open': [TunnelOpenEvent]
+  'tunnel:close': [TunnelCloseEvent]
+  'upstream:down': [{ pool: string, server: string, reason: string }]
+  'upstream:up': [{ pool: string, server: string, reason: string }]
+}
+
+/** Who the client is, as far as this hop can tell. */
+interface Peer {
+  address: string
+  trusted: boolean
+  clientAddress: string
+  encrypted: boolean
+  localPort: number
+}
+
+/** Options of `gateway.close()`. */
+export interface CloseOptions {
+  /** Milliseconds open tunnels may keep running before they are ended. Default: `0`. */
+  drain?: number
+}
+
+const METHODS_WITHOUT_TARGET = new Set(['CONNECT'])
+
+/**
+ * The framework-agnostic core: routes requests and upgrades to upstream
+ * pools, forwards HTTP, tunnels WebSockets, and reports what happens as
+ * events. Made by `createGateway()`.
+ */
+export class Gateway extends EventEmitter<GatewayEvents> {
+  readonly options: NormalizedOptions
+  private readonly routes: RouteTable
+  private readonly pools = new Map<string, Pool>()
+  private readonly forwarder: Forwarder
+  private readonly tunnels = new Set<Tunnel>()
+  private readonly detachers = new Map<Server, () => void>()
+  private closing: Promise<void> | undefined
+
+  constructor (options: NormalizedOptions) {
+    super()
+    this.options = options
+    this.routes = compileRoutes(options.routes)
+    this.forwarder = new Forwarder(options.timeouts)
+    for (const spec of options.upstreams) {
+      this.pools.set(spec.name, new Pool(spec, (server, up, reason) => {
+        this.emit(up ? 'upstream:up' : 'upstream:down', { pool: spec.name, server: server.url, reason })
+      }))
+    }
+    // Bound once, so `attach()` hands the same function to every server.
+    this.handleUpgrade = this.handleUpgrade.bind(this)
+    this.handleRequest = this.handleRequest.bind(this)
+  }
+
+  /** True once `close()` was called: everything new is answered 503. */
+  get closed (): boolean {
+    return this.closing !== undefined
+  }
+
+  /** The pool named `name`, for run-time changes (add, remove, markDown, markUp). */
+  pool (name: string): Pool {
+    const pool = this.pools.get(name)
+    if (pool === undefined) throw new Error(`sockgate: no upstream pool named ${JSON.stringify(name)}`)
+    return pool
+  }
+
+  private peerOf (req: IncomingMessage): Peer {
+    const socket = req.socket
+    const address = socket.remoteAddress ?? ''
+    const trust = this.options.trust
+    const trusted = trust(address, 0)
+    const xff = req.headers['x-forwarded-for'] as string | undefined
+    return {
+      address,
+      trusted,
+      clientAddress: trusted ? resolveClientAddress(address, xff, trust) : stripMapped(address),
+      encrypted: (socket as TLSSocket).encrypted === true,
+      localPort: socket.localPort ?? 0,
+    }
+  }
+
+  private report (error: SockgateError, kind: 'http' | 'upgrade', req: IncomingMessage, peer: Peer | undefined, pool?: string, server?: UpstreamServer): void {
+    if (this.listenerCount('proxy:error') === 0) return
+    this.emit('proxy:error', {
+      error,
+      kind,
+      ...(pool === undefined ? {} : { pool }),
+      ...(server === undefined ? {} : { server: server.url }),
+      method: req.method ?? '',
+      path: req.url ?? '',
+      clientAddress: peer?.clientAddress ?? req.socket.remoteAddress ?? '',
+    })
+  }
+
+  private targetPath (route: NormalizedRoute, url: string): string {
+    return route.stripPrefix ? stripPathPrefix(route.path, url) : url
+  }
+
+  /**
+   * Node `'request'` handler: forwards a routed request to its pool and
+   * streams the answer back. Calls `next()` (or answers 404 without one) when
+   * no route matches.
+   */
+  handleRequest (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void {
+    const url = req.url ?? '/'
+    const route = this.routes.match(req.headers.host, url)
+    if (route === undefined || req.method === undefined) {
+      if (next !== undefined) next()
+      else sendError(res, new SockgateError('SOCKGATE_ERR_NO_ROUTE', 404, 'Not Found'))
+      return
+    }
+    if (this.closing !== undefined) return this.refuse(res, req, new GatewayClosedError())
+    if (METHODS_WITHOUT_TARGET.has(req.method)) return this.refuse(res, req, new BadRequestError('CONNECT is not proxied'))
+    if (!url.startsWith('/') || url.startsWith('//')) {
+      // The upstream comes from the route table only: never from an absolute-form target or a `//host` path.
+      return this.refuse(res, req, new BadRequestError('the request target must be a path'))
+    }
+    if (req.headers.upgrade !== undefined) {
+      // Node hands an upgrade without `Connection: upgrade` to the request handler; say what is missing.
+      return this.refuse(res, req, new BadUpgradeError('the Connection header must list "upgrade" ' +
+        '(a proxy in front dropped it: the old "Connection header value is not Upgrade" failure; with nginx: proxy_set_header Connection "upgrade")'))
+    }
+    this.forward(req, res, route).catch((err: unknown) => {
+      // forward() handles its own failures; this is a last guard so nothing escapes as an unhandled rejection.
+      res.destroy(err as Error)
+    })
+  }
+
+  private refuse (res: ServerResponse, req: IncomingMessage, err: SockgateError, kind: 'http' | 'upgrade' = 'http'): void {
+    this.report(err, kind, req, undefined)
+    sendError(res, err)
+  }
+
+  private async forward (req: IncomingMessage, res: ServerResponse, route: NormalizedRoute): Promise<void> {
+    const pool = this.pool(route.upstream)
+    let peer: Peer | undefined
+    let server: UpstreamServer | undefined
+    try {
+      peer = this.peerOf(req)
+      const body = await readBody(req, this.options.limits.body)
+      const replayable = body === null || Buffer.isBuffer(body)
+      const ctx: PickContext = { req, clientAddress: peer.clientAddress, now: Date.now() }
+      const path = this.targetPath(route, req.url ?? '/')
+      const p = peer
+      await withFailover(pool, ctx, () => replayable && !res.headersSent && !res.destroyed, async (s) => {
+        server = s
+        const headers = rewriteRequestHeaders(req.rawHeaders, headerContext(p, null, s), this.options.headers)
+        s.activeRequests++
+        s.requests++
+        res.once('close', () => { s.activeRequests-- })
+        await this.forwarder.forward(s, pool.spec.tls, res, {
+          method: req.method ?? 'GET',
+          path,
+          headers,
+          body,
+          onLateError: (err) => this.report(err, 'http', req, p, pool.name, s),
+        })
+      })
+    } catch (err) {
+      const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
+      this.report(error, 'http', req, peer, pool.name, server)
+      if (error instanceof ClientAbortedError) res.destroy()
+      else sendError(res, error)
+    }
+  }
+
+  /**
+   * Node `'upgrade'` handler. Returns false, leaving the socket alone, when no
+   * route matches; otherwise takes the socket and always answers it: a
+   * validated tunnel, the upstream's own refusal, or an error status.
+   */
+  handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const url = req.url ?? '/'
+    const route = this.routes.match(req.headers.host, url)
+    if (route === undefined) return false
+    socket.on('error', noop)
+    // Hold whatever the client sends until the upstream has said 101: unread bytes wait in the kernel's buffer.
+    socket.pause()
+    let error: SockgateError | undefined
+    let token = ''
+    if (this.closing !== undefined) error = new GatewayClosedError()
+    else if (!url.startsWith('/') || url.startsWith('//')) error = new BadRequestError('the request target must be a path')
+    else {
+      const checked = validateUpgrade(req, this.options.upgrades)
+      if (typeof checked === 'string') token = checked
+      else error = checked
+    }
+    if (error !== undefined) {
+      this.report(error, 'upgrade', req, undefined, route.upstream)
+      writeSocketError(socket, error)
+      return true
+    }
+    this.upgrade(req, socket, head, route, token).catch((err: unknown) => {
+      socket.destroy(err as Error)
+    })
+    return true
+  }
+
+  private async upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, route: NormalizedRoute, token: string): Promise<void> {
+    const pool = this.pool(route.upstream)
+    const peer = this.peerOf(req)
+    const abort = new AbortController()
+    const onGone = (): void => abort.abort()
+    socket.once('close', onGone)
+    let server: UpstreamServer | undefined
+    try {
+      const ctx: PickContext = { req, clientAddress: peer.clientAddress, now: Date.now() }
+      const path = this.targetPath(route, req.url ?? '/')
+      const result = await withFailover(pool, ctx, () => !abort.signal.aborted, async (s) => {
+        server = s
+        return await upstreamHandshake(s, {
+          path,
+          headers: rewriteRequestHeaders(req.rawHeaders, headerContext(peer, token, s), this.options.headers),
+          token,
+          clientKey: req.headers['sec-websocket-key'],
+          connectMs: this.options.timeouts.connect,
+          handshakeMs: this.options.timeouts.handshake,
+          tls: pool.spec.tls,
+          signal: abort.signal,
+        })
+      })
+      socket.removeListener('close', onGone)
+      const s = server!
+      if (result.kind === 'refused') {
+        this.report(relayRefusal(socket, result.response, result.upstream, s, this.options.timeouts.request), 'upgrade', req, peer, pool.name, s)
+        return
+      }
+      if (socket.destroyed || this.closing !== undefined) {
+        result.upstream.destroy()
+        socket.destroy()
+        this.report(socket.destroyed ? new ClientAbortedError() : new GatewayClosedError(), 'upgrade', req, peer, pool.name, s)
+        return
+      }
+      socket.write(result.head)
+      if (result.early.length > 0) socket.write(result.early)
+      if (head.length > 0) result.upstream.write(head)
+      this.openTunnel(socket, result.upstream, s, pool.name, req, peer)
+    } catch (err) {
+      socket.removeListener('close', onGone)
+      const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
+      this.report(error, 'upgrade', req, peer, pool.name, server)
+      if (error instanceof ClientAbortedError) socket.destroy()
+      else writeSocketError(socket, error)
+    }
+  }
+
+  private openTunnel (client: Duplex, upstream: import('node:net').Socket, server: UpstreamServer, pool: string, req: IncomingMessage, peer: Peer): void {
+    const info: TunnelOpenEvent = { pool, server: server.url, path: req.url ?? '/', clientAddress: peer.clientAddress }
+    server.activeTunnels++
+    server.upgrades++
+    const tunnel = new Tunnel(client, upstream, server, info, this.options.timeouts.idle, (t, event) => {
+      this.tunnels.delete(t)
+      server.activeTunnels--
+      server.bytesIn += event.bytesIn
+      server.bytesOut += event.bytesOut
+      this.emit('tunnel:close', event)
+    })
+    this.tunnels.add(tunnel)
+    this.emit('tunnel:open', info)
+  }
+
+  /**
+   * Handle upgrades on `server` (its `'upgrade'` event). Idempotent. Upgrades
+   * no route matches are left to the server's other `'upgrade'` listeners,
+   * or answered 404 when there are none.
+   */
+  attach (server: Server): this {
+    if (!this.detachers.has(server)) this.detachers.set(server, registerUpgradeHandler(server, '/', this.handleUpgrade))
+    return this
+  }
+
+  /** A plain-data snapshot of every pool and server and the open tunnels. */
+  status (): GatewayStatus {
+    const now = Date.now()
+    const pools: GatewayStatus['pools'] = {}
+    for (const [name, pool] of this.pools) pools[name] = { servers: pool.servers.map((s) => s.snapshot(now)) }
+    return { pools, tunnels: { open: this.tunnels.size } }
+  }
+
+  /**
+   * Stop taking new work (503), let open tunnels run for up to `drain` ms,
+   * then end them and release every connection, listener and timer.
+   * Node's `server.close()` does not touch upgraded sockets, so this does.
+   */
+  close (options: CloseOptions = {}): Promise<void> {
+    this.closing ??= this.shutdown(options.drain ?? 0)
+    return this.closing
+  }
+
+  private async shutdown (drain: number): Promise<void> {
+    for (const detach of this.detachers.values()) detach()
+    this.detachers.clear()
+    if (drain > 0) await this.tunnelsClosed(drain)
+    for (const t of this.tunnels) t.destroy(drain > 0 ? 'drained' : 'gateway-closed')
+    await this.tunnelsClosed(0)
+    await this.forwarder.close()
+  }
+
+  /** Resolves when every tunnel has closed, or after `ms` (when `ms` > 0) whichever comes first. */
+  private tunnelsClosed (ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const check = (): void => {
+        if (this.tunnels.size > 0) return
+        finish()
+      }
+      const finish = (): void => {
+        clearTimeout(timer)
+        this.off('tunnel:close', check)
+        resolve()
+      }
+      if (ms > 0) timer = setTimeout(finish, ms)
+      this.on('tunnel:close', check)
+      check()
+    })
+  }
+}
+
+function headerContext (peer: Peer, upgrade: string | null, server: UpstreamServer): import('./headers.js').RewriteContext {
+  return {
+    peerAddress: peer.address,
+    encrypted: peer.encrypted,
+    localPort: peer.localPort,
+    trusted: peer.trusted,
+    clientAddress: peer.clientAddress,
+    upgrade,
+    upstreamHost: server.hostHeader,
+  }
+}
+
+function stripMapped (address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address
+}
+
+function noop (): void {}
+
+/**
+ * Build a gateway from options (validated once; throws
+ * `SOCKGATE_ERR_INVALID_OPTION` naming the option path on a mistake).
+ */
+export function createGateway (options: GatewayOptions): Gateway {
+  return new Gateway(normalizeOptions(options))
+}

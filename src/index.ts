@@ -1,0 +1,11 @@
+/**
+ * sockgate: an nginx-grade WebSocket and Socket.IO reverse proxy inside a
+ * Node app. This module is the public surface: everything not exported here
+ * is private.
+ */
+export { createGateway, Gateway, type CloseOptions, type GatewayEvents } from './gateway.js'
+export { registerUpgradeHandler, type UpgradeHandler } from './dispatch.js'
+export * from './errors.js'
+export type * from './types.js'
+export type { Pool } from './upstream/pool.js'
+export type { UpstreamServer } from './upstream/server.js'

@@ -1,0 +1,338 @@
+import type { IncomingMessage } from 'node:http'
+import { InvalidOptionError } from './errors.js'
+import { normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
+import { compileTrust, isValidTrustEntry, type TrustPredicate } from './trust.js'
+import { defaultStickySecret } from './balance/sticky.js'
+import type { ServerSpec } from './upstream/server.js'
+import type {
+  BalanceOption, GatewayOptions, HealthOptions, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
+} from './types.js'
+
+export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, idle: 0 })
+export const DEFAULT_BODY_LIMIT = 1_048_576
+export const DEFAULT_UPGRADES = Object.freeze(['websocket'])
+export const DEFAULT_STATUS_PATH = '/sockgate/status'
+export const DEFAULT_MAX_FAILS = 1
+export const DEFAULT_FAIL_TIMEOUT = 10_000
+export const DEFAULT_HEALTH = Object.freeze({ interval: 3_000, rise: 2, fall: 3, timeout: 1_000, type: 'tcp' as const })
+/** The name of the pool made by the `target` shorthand. */
+export const DEFAULT_POOL = 'default'
+
+/** A pool's health settings after validation. */
+export interface NormalizedHealth {
+  interval: number
+  rise: number
+  fall: number
+  timeout: number
+  type: 'tcp' | 'http' | 'engine.io'
+  path: string
+  expectStatus: readonly [number, number]
+  expectBody: string | RegExp | null
+}
+
+/** A pool after validation. */
+export interface NormalizedUpstream {
+  name: string
+  servers: ServerSpec[]
+  balance: BalanceOption
+  sticky: { engineIo: boolean, cookie: { name: string, secret: string, maxAge: number | null } | null }
+  health: NormalizedHealth | null
+  maxFails: number
+  failTimeout: number
+  tries: number
+  failoverTimeout: number
+  tls: UpstreamTlsOptions | null
+}
+
+/** How a route matches the Host header. */
+export type HostMatcher =
+  | { kind: 'any' }
+  | { kind: 'exact', host: string }
+  | { kind: 'suffix', suffix: string }
+  | { kind: 'regexp', re: RegExp }
+
+/** A route after validation. */
+export interface NormalizedRoute {
+  host: HostMatcher
+  path: string
+  upstream: string
+  stripPrefix: boolean
+}
+
+/** Everything `createGateway()` needs, validated, defaulted and frozen. */
+export interface NormalizedOptions {
+  upstreams: readonly NormalizedUpstream[]
+  routes: readonly NormalizedRoute[]
+  headers: NormalizedHeaderOptions
+  trust: TrustPredicate
+  timeouts: { connect: number, handshake: number, request: number, idle: number }
+  limits: { body: number }
+  /** Allowed Upgrade tokens, lower case. */
+  upgrades: ReadonlySet<string>
+  status: { path: string, host: string | null, auth: StatusOptions['auth'] | null } | null
+}
+
+/** Options renamed since they were first published, with where they live now. */
+const RENAMED: Record<string, string> = {
+  connectTimeout: 'timeouts.connect',
+  proxyTimeout: 'timeouts.request',
+  timeout: 'timeouts.request',
+  ws: 'upgrades',
+  xfwd: 'headers.xForwarded',
+  changeOrigin: "headers.host: 'upstream'",
+}
+const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status'])
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+function fail (path: string, rule: string): never {
+  throw new InvalidOptionError(path, rule)
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function checkKeys (value: Record<string, unknown>, path: string, allowed: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (allowed.includes(key)) continue
+    const prefix = path === '' ? '' : `${path}.`
+    const hint = RENAMED[key]
+    fail(`${prefix}${key}`, hint === undefined ? `is not an option (expected one of: ${allowed.join(', ')})` : `is not an option; use ${hint}`)
+  }
+}
+
+function integer (value: unknown, path: string, fallback: number, min: number, unit = ''): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) fail(path, `must be an integer >= ${min}${unit}`)
+  return value
+}
+
+function normalizeUrl (value: unknown, path: string): string {
+  if (typeof value !== 'string') fail(path, 'must be a URL string such as "http://127.0.0.1:5001"')
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    fail(path, `must be a URL such as "http://127.0.0.1:5001" (got ${JSON.stringify(value)})`)
+  }
+  if (!['http:', 'https:', 'ws:', 'wss:'].includes(url.protocol)) fail(path, `must use http:, https:, ws: or wss: (got ${url.protocol})`)
+  if (url.username !== '' || url.password !== '') fail(path, 'must not carry credentials; use headers.set for an Authorization header')
+  if (url.pathname !== '/' || url.search !== '') fail(path, 'must be an origin only (no path or query); use routes[].stripPrefix to change paths')
+  return url.origin
+}
+
+export function normalizeServer (value: ServerOption, path: string): ServerSpec {
+  if (typeof value === 'string') return { url: normalizeUrl(value, path), weight: 1, backup: false, down: false, maxConns: 0 }
+  if (!isObject(value)) fail(path, 'must be a URL string or { url, weight?, backup?, down?, maxConns? }')
+  checkKeys(value, path, ['url', 'weight', 'backup', 'down', 'maxConns'])
+  for (const flag of ['backup', 'down'] as const) {
+    if (value[flag] !== undefined && typeof value[flag] !== 'boolean') fail(`${path}.${flag}`, 'must be a boolean')
+  }
+  return {
+    url: normalizeUrl(value.url, `${path}.url`),
+    weight: integer(value.weight, `${path}.weight`, 1, 1),
+    backup: value.backup ?? false,
+    down: value.down ?? false,
+    maxConns: integer(value.maxConns, `${path}.maxConns`, 0, 0),
+  }
+}
+
+function normalizeBalance (value: unknown, path: string): BalanceOption {
+  if (value === undefined) return 'round-robin'
+  if (value === 'round-robin' || value === 'least-conn' || value === 'ip-hash' || value === 'random-two') return value
+  if (isObject(value) && typeof value.hash === 'function') return { hash: value.hash as (req: IncomingMessage) => string }
+  fail(path, "must be 'round-robin', 'least-conn', 'ip-hash', 'random-two' or { hash: (req) => string }")
+}
+
+function normalizeHealth (value: HealthOptions | undefined, path: string): NormalizedHealth | null {
+  if (value === undefined) return null
+  if (!isObject(value)) fail(path, 'must be an object such as { interval: 3000, rise: 2, fall: 3, timeout: 1000, type: "tcp" }')
+  checkKeys(value, path, ['interval', 'rise', 'fall', 'timeout', 'type', 'path', 'expectStatus', 'expectBody'])
+  const type = value.type ?? DEFAULT_HEALTH.type
+  if (type !== 'tcp' && type !== 'http' && type !== 'engine.io') fail(`${path}.type`, "must be 'tcp', 'http' or 'engine.io'")
+  const probePath = value.path ?? (type === 'engine.io' ? '/socket.io/' : '/')
+  if (typeof probePath !== 'string' || !probePath.startsWith('/')) fail(`${path}.path`, 'must be a path starting with "/"')
+  let expectStatus: readonly [number, number] = [200, 399]
+  if (typeof value.expectStatus === 'number') expectStatus = [value.expectStatus, value.expectStatus]
+  else if (Array.isArray(value.expectStatus) && value.expectStatus.length === 2) expectStatus = [value.expectStatus[0], value.expectStatus[1]]
+  else if (value.expectStatus !== undefined) fail(`${path}.expectStatus`, 'must be a status or a [low, high] range')
+  if (value.expectBody !== undefined && typeof value.expectBody !== 'string' && !(value.expectBody instanceof RegExp)) {
+    fail(`${path}.expectBody`, 'must be a string or a RegExp')
+  }
+  const interval = integer(value.interval, `${path}.interval`, DEFAULT_HEALTH.interval, 100, ' (ms)')
+  const timeout = integer(value.timeout, `${path}.timeout`, Math.min(DEFAULT_HEALTH.timeout, interval), 1, ' (ms)')
+  if (timeout > interval) fail(`${path}.timeout`, `must not exceed ${path}.interval (${interval} ms)`)
+  return {
+    interval,
+    rise: integer(value.rise, `${path}.rise`, DEFAULT_HEALTH.rise, 1),
+    fall: integer(value.fall, `${path}.fall`, DEFAULT_HEALTH.fall, 1),
+    timeout,
+    type,
+    path: probePath,
+    expectStatus,
+    expectBody: value.expectBody ?? null,
+  }
+}
+
+function normalizeUpstream (name: string, value: UpstreamOptions, path: string, connectTimeout: number): NormalizedUpstream {
+  if (!isObject(value)) fail(path, 'must be an object such as { servers: ["http://127.0.0.1:5001"] }')
+  checkKeys(value, path, ['servers', 'balance', 'sticky', 'health', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'tls'])
+  if (!Array.isArray(value.servers) || value.servers.length === 0) fail(`${path}.servers`, 'must be a non-empty array of URLs or { url, weight }')
+  const servers = value.servers.map((s, i) => normalizeServer(s, `${path}.servers[${i}]`))
+  const seen = new Set<string>()
+  for (const [i, s] of servers.entries()) {
+    if (seen.has(s.url)) fail(`${path}.servers[${i}]`, `repeats ${s.url}; list each server once and use weight`)
+    seen.add(s.url)
+  }
+  if (servers.every((s) => s.backup)) fail(`${path}.servers`, 'must have at least one server that is not a backup')
+
+  let sticky: NormalizedUpstream['sticky'] = { engineIo: false, cookie: null }
+  if (value.sticky !== undefined) {
+    if (!isObject(value.sticky)) fail(`${path}.sticky`, "must be { engineIo?: true, cookie?: 'name' | { name, secret?, maxAge? } }")
+    checkKeys(value.sticky, `${path}.sticky`, ['engineIo', 'cookie'])
+    const cookie = value.sticky.cookie
+    let cookieSpec: { name: string, secret: string, maxAge: number | null } | null = null
+    if (cookie !== undefined) {
+      const spec = typeof cookie === 'string' ? { name: cookie } : cookie
+      if (!isObject(spec) || typeof spec.name !== 'string' || !TOKEN.test(spec.name)) {
+        fail(`${path}.sticky.cookie`, 'must be a cookie name (an RFC 6265 token) or { name, secret?, maxAge? }')
+      }
+      if (spec.secret !== undefined && (typeof spec.secret !== 'string' || spec.secret.length < 16)) {
+        fail(`${path}.sticky.cookie.secret`, 'must be a string of at least 16 characters')
+      }
+      cookieSpec = {
+        name: spec.name,
+        secret: spec.secret ?? defaultStickySecret(name, servers.map((s) => s.url)),
+        maxAge: spec.maxAge === undefined ? null : integer(spec.maxAge, `${path}.sticky.cookie.maxAge`, 0, 1, ' (s)'),
+      }
+    }
+    if (value.sticky.engineIo !== undefined && typeof value.sticky.engineIo !== 'boolean') fail(`${path}.sticky.engineIo`, 'must be a boolean')
+    sticky = { engineIo: value.sticky.engineIo ?? false, cookie: cookieSpec }
+  }
+  if (value.tls !== undefined && !isObject(value.tls)) fail(`${path}.tls`, 'must be { ca?, rejectUnauthorized?, servername? }')
+  if (value.tls !== undefined) checkKeys(value.tls, `${path}.tls`, ['ca', 'rejectUnauthorized', 'servername'])
+
+  return {
+    name,
+    servers,
+    balance: normalizeBalance(value.balance, `${path}.balance`),
+    sticky,
+    health: normalizeHealth(value.health, `${path}.health`),
+    maxFails: integer(value.maxFails, `${path}.maxFails`, DEFAULT_MAX_FAILS, 0),
+    failTimeout: integer(value.failTimeout, `${path}.failTimeout`, DEFAULT_FAIL_TIMEOUT, 1, ' (ms)'),
+    tries: integer(value.tries, `${path}.tries`, servers.length, 1),
+    failoverTimeout: integer(value.failoverTimeout, `${path}.failoverTimeout`, connectTimeout, 1, ' (ms)'),
+    tls: value.tls ?? null,
+  }
+}
+
+function normalizeHost (value: unknown, path: string): HostMatcher {
+  if (value === undefined) return { kind: 'any' }
+  if (value instanceof RegExp) return { kind: 'regexp', re: value }
+  if (typeof value !== 'string' || value === '' || /[\s/]/.test(value)) fail(path, "must be a host name, '*.example.com' or a RegExp")
+  const host = value.toLowerCase()
+  if (host.startsWith('*.')) return { kind: 'suffix', suffix: host.slice(1) }
+  return { kind: 'exact', host }
+}
+
+function normalizeRoute (value: RouteOptions, path: string, pools: ReadonlySet<string>): NormalizedRoute {
+  if (!isObject(value)) fail(path, 'must be { host?, path?, upstream, stripPrefix? }')
+  checkKeys(value, path, ['host', 'path', 'upstream', 'stripPrefix'])
+  if (typeof value.upstream !== 'string' || !pools.has(value.upstream)) {
+    fail(`${path}.upstream`, `must name a pool in upstreams (one of: ${[...pools].join(', ')})`)
+  }
+  const prefix = value.path ?? '/'
+  if (typeof prefix !== 'string' || !prefix.startsWith('/') || /[?#\s]/.test(prefix)) fail(`${path}.path`, 'must be a path prefix starting with "/"')
+  if (value.stripPrefix !== undefined && typeof value.stripPrefix !== 'boolean') fail(`${path}.stripPrefix`, 'must be a boolean')
+  return { host: normalizeHost(value.host, `${path}.host`), path: prefix, upstream: value.upstream, stripPrefix: value.stripPrefix ?? false }
+}
+
+function normalizeTrust (value: unknown): TrustPredicate {
+  if (value === undefined) return compileTrust(false)
+  if (typeof value === 'boolean') return compileTrust(value)
+  if (typeof value === 'number') return compileTrust(integer(value, 'trustProxy', 0, 0, ' (hops)'))
+  if (Array.isArray(value)) {
+    for (const [i, entry] of value.entries()) {
+      if (typeof entry !== 'string' || !isValidTrustEntry(entry)) fail(`trustProxy[${i}]`, 'must be an IP address, a CIDR, or loopback / linklocal / uniquelocal')
+    }
+    return compileTrust(value as string[])
+  }
+  fail('trustProxy', 'must be a boolean, a hop count, or a list of addresses and CIDRs')
+}
+
+function normalizeStatus (value: unknown): NormalizedOptions['status'] {
+  if (value === undefined || value === false) return null
+  const spec = value === true ? {} : value
+  if (!isObject(spec)) fail('status', "must be false, true or { path?, host?, auth? }")
+  checkKeys(spec, 'status', ['path', 'host', 'auth'])
+  const path = spec.path ?? DEFAULT_STATUS_PATH
+  if (typeof path !== 'string' || !path.startsWith('/')) fail('status.path', 'must be a path starting with "/"')
+  if (spec.host !== undefined && typeof spec.host !== 'string') fail('status.host', 'must be a host name')
+  if (spec.auth !== undefined && typeof spec.auth !== 'function') fail('status.auth', 'must be a function (req) => boolean | Promise<boolean>')
+  return { path, host: spec.host?.toLowerCase() ?? null, auth: (spec.auth as StatusOptions['auth']) ?? null }
+}
+
+/**
+ * Validate `createGateway()`'s options once, fill defaults from the
+ * `DEFAULT_*` constants, compile rule-like options into functions, and
+ * return a frozen object the hot paths read without checking again.
+ * Throws `InvalidOptionError` naming the option path and the rule.
+ */
+export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
+  if (!isObject(options)) fail('options', 'must be an object with target or upstreams')
+  checkKeys(options, '', [...TOP_LEVEL])
+
+  const t = options.timeouts ?? {}
+  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, idle? }')
+  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'idle'])
+  const timeouts = {
+    connect: integer(t.connect, 'timeouts.connect', DEFAULT_TIMEOUTS.connect, 1, ' (ms)'),
+    handshake: integer(t.handshake, 'timeouts.handshake', DEFAULT_TIMEOUTS.handshake, 1, ' (ms)'),
+    request: integer(t.request, 'timeouts.request', DEFAULT_TIMEOUTS.request, 1, ' (ms)'),
+    idle: integer(t.idle, 'timeouts.idle', DEFAULT_TIMEOUTS.idle, 0, ' (ms)'),
+  }
+  const l = options.limits ?? {}
+  if (!isObject(l)) fail('limits', 'must be { body? }')
+  checkKeys(l, 'limits', ['body'])
+  const limits = { body: integer(l.body, 'limits.body', DEFAULT_BODY_LIMIT, 0, ' (bytes)') }
+
+  let upstreamSpecs: Record<string, UpstreamOptions>
+  if (options.target !== undefined) {
+    if (options.upstreams !== undefined) fail('target', 'cannot be combined with upstreams; put the servers in a pool instead')
+    upstreamSpecs = { [DEFAULT_POOL]: { servers: Array.isArray(options.target) ? options.target : [options.target] } }
+  } else {
+    if (!isObject(options.upstreams) || Object.keys(options.upstreams).length === 0) {
+      fail('upstreams', 'must name at least one pool, e.g. { socket_nodes: { servers: ["http://127.0.0.1:5001"] } } (or use target)')
+    }
+    upstreamSpecs = options.upstreams as Record<string, UpstreamOptions>
+  }
+  const upstreams = Object.entries(upstreamSpecs).map(([name, spec]) =>
+    normalizeUpstream(name, spec, options.target !== undefined ? 'target' : `upstreams.${name}`, timeouts.connect))
+  const poolNames = new Set(upstreams.map((u) => u.name))
+
+  let routes: NormalizedRoute[]
+  if (options.routes !== undefined) {
+    if (!Array.isArray(options.routes)) fail('routes', 'must be an array of { host?, path?, upstream }')
+    routes = options.routes.map((r, i) => normalizeRoute(r, `routes[${i}]`, poolNames))
+  } else if (upstreams.length === 1) {
+    routes = [{ host: { kind: 'any' }, path: '/', upstream: upstreams[0]!.name, stripPrefix: false }]
+  } else {
+    fail('routes', 'must be given when there is more than one pool')
+  }
+
+  const upgrades = options.upgrades ?? DEFAULT_UPGRADES
+  if (!Array.isArray(upgrades) || upgrades.some((u) => typeof u !== 'string' || !TOKEN.test(u))) {
+    fail('upgrades', "must be a list of Upgrade tokens such as ['websocket']")
+  }
+
+  return Object.freeze({
+    upstreams: Object.freeze(upstreams),
+    routes: Object.freeze(routes),
+    headers: normalizeHeaderOptions(options.headers as GatewayOptions['headers']),
+    trust: normalizeTrust(options.trustProxy),
+    timeouts: Object.freeze(timeouts),
+    limits: Object.freeze(limits),
+    upgrades: new Set(upgrades.map((u) => u.toLowerCase())),
+    status: normalizeStatus(options.status),
+  })
+}

@@ -1,0 +1,69 @@
+import type { HostMatcher, NormalizedRoute } from './options.js'
+
+/** A route table compiled once: routes sorted so the first match is the best one. */
+export interface RouteTable {
+  match (host: string | undefined, path: string): NormalizedRoute | undefined
+}
+
+/** Host header without port, lower-cased (`App.Example.com:8080` → `app.example.com`). */
+export function hostName (host: string | undefined): string {
+  if (host === undefined) return ''
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']')
+    return (end === -1 ? host : host.slice(0, end + 1)).toLowerCase()
+  }
+  const colon = host.indexOf(':')
+  return (colon === -1 ? host : host.slice(0, colon)).toLowerCase()
+}
+
+function hostMatches (m: HostMatcher, name: string): boolean {
+  switch (m.kind) {
+    case 'any': return true
+    case 'exact': return name === m.host
+    // '*.example.com' matches any depth below example.com, as nginx does, but not example.com itself.
+    case 'suffix': return name.length > m.suffix.length && name.endsWith(m.suffix)
+    case 'regexp': return m.re.test(name)
+  }
+}
+
+/**
+ * `prefix` matches `path` on segment boundaries: `/rt` matches `/rt`, `/rt/x`
+ * and `/rt?x` but not `/rtx` (nginx would match `/rtx`; that surprises people
+ * who mount `/assets` next to `/assets-private`). A prefix ending in `/`
+ * matches everything below it.
+ */
+export function pathMatches (prefix: string, path: string): boolean {
+  if (!path.startsWith(prefix)) return false
+  if (path.length === prefix.length || prefix.endsWith('/')) return true
+  const next = path.charCodeAt(prefix.length)
+  return next === 47 /* / */ || next === 63 /* ? */
+}
+
+/** The request target with the route's prefix removed (`/rt/socket.io/?x` → `/socket.io/?x`). */
+export function stripPathPrefix (prefix: string, path: string): string {
+  const base = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix
+  const rest = path.slice(base.length)
+  return rest === '' || rest.startsWith('?') ? `/${rest}` : rest
+}
+
+/**
+ * Compile routes the way nginx picks a `server` and then a `location`: routes
+ * naming a matching host win over any-host routes, and within each group the
+ * longest path prefix wins. Sorted once, so a match is a linear scan that
+ * stops at the first hit.
+ */
+export function compileRoutes (routes: readonly NormalizedRoute[]): RouteTable {
+  const sorted = [...routes].sort((a, b) => {
+    const hostRank = Number(a.host.kind === 'any') - Number(b.host.kind === 'any')
+    return hostRank !== 0 ? hostRank : b.path.length - a.path.length
+  })
+  return {
+    match (host, path) {
+      const name = hostName(host)
+      for (const route of sorted) {
+        if (hostMatches(route.host, name) && pathMatches(route.path, path)) return route
+      }
+      return undefined
+    },
+  }
+}

@@ -1,0 +1,223 @@
+import type { IncomingMessage } from 'node:http'
+
+/** One upstream server: a URL string, or an object with balancing settings. */
+export type ServerOption = string | ServerConfig
+
+/** An upstream server with its balancing settings (nginx `server ... weight= backup down max_conns=`). */
+export interface ServerConfig {
+  /** `http:`, `https:`, `ws:` or `wss:` URL of the server; only origin counts. */
+  url: string
+  /** Share of new work relative to the other servers. Default: `1`. */
+  weight?: number
+  /** Used only when every primary server is unavailable. Default: `false`. */
+  backup?: boolean
+  /** Kept in the configuration but never picked. Default: `false`. */
+  down?: boolean
+  /** Cap on open tunnels + in-flight requests; past it the next server is tried. Default: `0` (no cap). */
+  maxConns?: number
+}
+
+/** Balancing method of a pool. */
+export type BalanceOption =
+  | 'round-robin'
+  | 'least-conn'
+  | 'ip-hash'
+  | 'random-two'
+  | { hash: (req: IncomingMessage) => string }
+
+/** Stickiness layered on top of the balancing method. */
+export interface StickyOptions {
+  /** Learn engine.io session ids from polling handshakes and route `?sid=` to the same server. Default: `false`. */
+  engineIo?: boolean
+  /** Name of a signed cookie that pins a client to a server, or the cookie settings. Default: none. */
+  cookie?: string | { name: string, secret?: string, maxAge?: number }
+}
+
+/** Active health checks of a pool. */
+export interface HealthOptions {
+  /** Milliseconds between checks of one server. Default: `3000`. */
+  interval?: number
+  /** Consecutive successes that bring a down server up. Default: `2`. */
+  rise?: number
+  /** Consecutive failures that take a server down. Default: `3`. */
+  fall?: number
+  /** Milliseconds one check may take. Default: `1000`. */
+  timeout?: number
+  /** What a check does. Default: `'tcp'`. */
+  type?: 'tcp' | 'http' | 'engine.io'
+  /** Path probed by `http` (default `/`) and `engine.io` (default `/socket.io/`) checks. */
+  path?: string
+  /** Statuses that count as healthy for `http` checks. Default: `[200, 399]`. */
+  expectStatus?: number | [number, number]
+  /** Text or pattern the body must contain for `http` checks. Default: none. */
+  expectBody?: string | RegExp
+}
+
+/** TLS settings used when connecting to `https:`/`wss:` upstreams. */
+export interface UpstreamTlsOptions {
+  /** Extra CA certificates to trust (PEM). Default: Node's bundled CAs. */
+  ca?: string | Buffer | Array<string | Buffer>
+  /** Verify the upstream's certificate. Default: `true`. */
+  rejectUnauthorized?: boolean
+  /** SNI and certificate name to check. Default: the URL's host name. */
+  servername?: string
+}
+
+/** A named pool of upstream servers (nginx `upstream NAME { ... }`). */
+export interface UpstreamOptions {
+  /** The servers of the pool; at least one. */
+  servers: ServerOption[]
+  /** Balancing method. Default: `'round-robin'`. */
+  balance?: BalanceOption
+  /** Stickiness on top of the method. Default: none. */
+  sticky?: StickyOptions
+  /** Active health checks. Default: none (passive health only). */
+  health?: HealthOptions
+  /** Failures within `failTimeout` that mark a server unavailable (nginx `max_fails`); `0` disables. Default: `1`. */
+  maxFails?: number
+  /** Window for `maxFails` and how long the server then stays unavailable, in ms. Default: `10000`. */
+  failTimeout?: number
+  /** Servers tried for one request or upgrade before giving up. Default: the number of servers. */
+  tries?: number
+  /** Total milliseconds spent on failover for one request or upgrade. Default: `timeouts.connect`. */
+  failoverTimeout?: number
+  /** TLS settings for `https:`/`wss:` servers. */
+  tls?: UpstreamTlsOptions
+}
+
+/** A route: which requests go to which pool (nginx `server_name` + `location`). */
+export interface RouteOptions {
+  /** Exact host, `*.example.com` (any depth), or a RegExp; omitted: any host. */
+  host?: string | RegExp
+  /** Path prefix; the longest matching prefix wins. Default: `'/'`. */
+  path?: string
+  /** Name of the pool in `upstreams`. */
+  upstream: string
+  /** Remove the route's path prefix before forwarding. Default: `false`. */
+  stripPrefix?: boolean
+}
+
+/** How request headers are rewritten for the upstream. */
+export interface HeaderOptions {
+  /** Set `X-Forwarded-For/Proto/Host/Port`. Default: `true`. */
+  xForwarded?: boolean
+  /** Set an RFC 7239 `Forwarded` header. Default: `false`. */
+  forwarded?: boolean
+  /** Set `X-Real-IP` to the client address. Default: `false`. */
+  xRealIp?: boolean
+  /** `'preserve'` the client's Host, use the `'upstream'`'s host:port, or a fixed value. Default: `'preserve'`. */
+  host?: 'preserve' | 'upstream' | (string & {})
+  /** Headers to set on every forwarded request (nginx `proxy_set_header`). Default: `{}`. */
+  set?: Record<string, string>
+  /** Headers to remove from every forwarded request. Default: `[]`. */
+  remove?: string[]
+}
+
+/** Timeouts in milliseconds. */
+export interface TimeoutOptions {
+  /** Opening the TCP/TLS connection to the upstream. Default: `5000`. */
+  connect?: number
+  /** Waiting for the upstream's answer to an upgrade. Default: `10000`. */
+  handshake?: number
+  /** Waiting for an HTTP answer, and for body data between chunks (nginx `proxy_read_timeout`); outlives a Socket.IO long-poll. Default: `60000`. */
+  request?: number
+  /** Closing a tunnel with no traffic either way; `0` never (TCP keepalive on both sockets). Default: `0`. */
+  idle?: number
+}
+
+/** Size limits in bytes. */
+export interface LimitOptions {
+  /** Largest request body forwarded (nginx `client_max_body_size`). Default: `1048576`. */
+  body?: number
+}
+
+/** The status page. */
+export interface StatusOptions {
+  /** Path of the page. Default: `'/sockgate/status'`. */
+  path?: string
+  /** Answer only on this host. Default: any host. */
+  host?: string
+  /** Decide whether a request may see the page. Default: allow. */
+  auth?: (req: IncomingMessage) => boolean | Promise<boolean>
+}
+
+/** Options of `createGateway()`. */
+export interface GatewayOptions {
+  /** Shorthand for one pool (`default`) and one route (`/`). */
+  target?: ServerOption | ServerOption[]
+  /** Named pools of upstream servers. */
+  upstreams?: Record<string, UpstreamOptions>
+  /** Routes to the pools; with one pool and no routes, everything goes to it. */
+  routes?: RouteOptions[]
+  /** Request header rewriting. */
+  headers?: HeaderOptions
+  /** Which peers' forwarding headers to trust: `true`, a hop count, or a list of addresses/CIDRs. Default: `false`. */
+  trustProxy?: boolean | number | string[]
+  /** Timeouts in milliseconds. */
+  timeouts?: TimeoutOptions
+  /** Size limits in bytes. */
+  limits?: LimitOptions
+  /** Upgrade tokens that may be tunnelled. Default: `['websocket']`. */
+  upgrades?: string[]
+  /** The status page: `true` or settings turn it on at `/sockgate/status`. Default: off. */
+  status?: boolean | StatusOptions
+}
+
+/** State of an upstream server. */
+export type ServerState = 'up' | 'down' | 'draining'
+
+/** One server in `gateway.status()`. */
+export interface ServerStatus {
+  url: string
+  state: ServerState
+  reason: string | null
+  weight: number
+  backup: boolean
+  activeTunnels: number
+  activeRequests: number
+  requests: number
+  upgrades: number
+  failures: number
+  bytesIn: number
+  bytesOut: number
+  lastCheck: { at: number, ok: boolean, ms: number } | null
+}
+
+/** Snapshot returned by `gateway.status()`. */
+export interface GatewayStatus {
+  pools: Record<string, { servers: ServerStatus[] }>
+  tunnels: { open: number }
+}
+
+/** Why a tunnel ended, as reported by `tunnel:close`. */
+export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'gateway-closed' | 'drained'
+
+/** Payload of `tunnel:open`. */
+export interface TunnelOpenEvent {
+  pool: string
+  server: string
+  path: string
+  clientAddress: string
+}
+
+/** Payload of `tunnel:close`. */
+export interface TunnelCloseEvent extends TunnelOpenEvent {
+  reason: TunnelCloseReason
+  /** Bytes from the client to the upstream. */
+  bytesIn: number
+  /** Bytes from the upstream to the client. */
+  bytesOut: number
+  durationMs: number
+  error?: Error
+}
+
+/** Payload of `proxy:error`. */
+export interface ProxyErrorEvent {
+  error: import('./errors.js').SockgateError
+  kind: 'http' | 'upgrade'
+  pool?: string
+  server?: string
+  method: string
+  path: string
+  clientAddress: string
+}

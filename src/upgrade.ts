@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto'
+import http, { type IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import {
+  BadUpgradeError, ClientAbortedError, SockgateError, UpgradeRefusedError, UpgradeVersionError,
+  UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
+} from './errors.js'
+import { connectUpstream } from './upstream/connect.js'
+import type { UpstreamServer } from './upstream/server.js'
+
+/** RFC 6455 §1.3: the GUID appended to the client's key to compute Sec-WebSocket-Accept. */
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+/** A base64-encoded 16-byte nonce is exactly 24 characters ending in `==`. */
+const WS_KEY = /^[A-Za-z0-9+/]{22}==$/
+/** Response headers that describe the upstream connection, not the answer, and so are not relayed. */
+const RELAY_DROP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection'])
+
+/** Sec-WebSocket-Accept for a client key (RFC 6455 §4.2.2). */
+export function acceptKey (key: string): string {
+  return createHash('sha1').update(key + WS_GUID).digest('base64')
+}
+
+function listsToken (header: string | undefined, token: string): boolean {
+  if (header === undefined) return false
+  for (const part of header.split(',')) if (part.trim().toLowerCase() === token) return true
+  return false
+}
+
+/**
+ * Check an upgrade before any upstream is contacted. Returns the error to
+ * answer with, or the lower-cased Upgrade token to forward.
+ */
+export function validateUpgrade (req: IncomingMessage, allowed: ReadonlySet<string>): SockgateError | string {
+  if (req.method !== 'GET') return new BadUpgradeError(`method must be GET, not ${req.method ?? ''}`)
+  if (req.httpVersion !== '1.1') return new BadUpgradeError(`HTTP version must be 1.1, not ${req.httpVersion}`)
+  if (!listsToken(req.headers.connection, 'upgrade')) {
+    return new BadUpgradeError('the Connection header must list "upgrade" (a proxy in front dropped it; with nginx: proxy_set_header Connection "upgrade")')
+  }
+  const upgrade = req.headers.upgrade ?? ''
+  const tokens = upgrade.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '')
+  if (tokens.length !== 1) return new BadUpgradeError(`Upgrade must name exactly one protocol (got ${JSON.stringify(upgrade)})`)
+  const token = tokens[0]!
+  if (!allowed.has(token)) return new BadUpgradeError(`protocol ${JSON.stringify(token)} may not be tunnelled (allowed: ${[...allowed].join(', ')})`)
+  if (token === 'websocket') {
+    const key = req.headers['sec-websocket-key']
+    if (key === undefined || !WS_KEY.test(key) || Buffer.from(key, 'base64').length !== 16) {
+      return new BadUpgradeError('Sec-WebSocket-Key must be a base64-encoded 16-byte nonce')
+    }
+    const version = req.headers['sec-websocket-version']
+    if (version !== '13') return new UpgradeVersionError(version)
+  }
+  return token
+}
+
+/** What a handshake attempt ended with. */
+export type HandshakeResult =
+  | { kind: 'switched', upstream: Socket, head: string, early: Buffer }
+  | { kind: 'refused', response: IncomingMessage, upstream: Socket }
+
+export interface HandshakeRequest {
+  path: string
+  headers: string[]
+  token: string
+  clientKey: string | undefined
+  connectMs: number
+  handshakeMs: number
+  tls: import('./types.js').UpstreamTlsOptions | null
+  /** Becomes true when the client goes away; the attempt then stops early. */
+  signal: AbortSignal
+}
+
+/**
+ * Send the upgrade request to one upstream server and wait for its answer.
+ * Resolves with a validated 101 (socket, head to relay, bytes that followed
+ * it) or a non-101 answer to relay; rejects with a SockgateError:
+ * connect/timeout failures (which failover may retry) or a protocol error.
+ * Whatever it rejects with, it leaves no upstream socket open.
+ */
+export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRequest): Promise<HandshakeResult> {
+  const socket = await connectUpstream(server, hr.connectMs, hr.tls)
+  if (hr.signal.aborted) {
+    socket.destroy()
+    throw new ClientAbortedError()
+  }
+  return await new Promise<HandshakeResult>((resolve, reject) => {
+    let settled = false
+    const finish = (err: SockgateError | undefined, result?: HandshakeResult): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      hr.signal.removeEventListener('abort', onAbort)
+      if (err !== undefined) {
+        req.destroy()
+        socket.destroy()
+        reject(err)
+      } else {
+        resolve(result!)
+      }
+    }
+    const onAbort = (): void => finish(new ClientAbortedError())
+    const timer = setTimeout(() => finish(new UpstreamTimeoutError(server.url, 'handshake', hr.handshakeMs)), hr.handshakeMs)
+    hr.signal.addEventListener('abort', onAbort)
+
+    const req = http.request({
+      method: 'GET',
+      path: hr.path,
+      headers: hr.headers,
+      setHost: false,
+      createConnection: () => socket,
+    })
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      const protocol = typeof err.code === 'string' && err.code.startsWith('HPE_')
+      finish(protocol ? new UpstreamProtocolError(server.url, 'the answer is not HTTP', err) : new UpstreamConnectError(server.url, err))
+    })
+    req.on('upgrade', (res: IncomingMessage, upstream: Socket, early: Buffer) => {
+      const problem = check101(res, hr)
+      if (problem !== undefined) {
+        upstream.destroy()
+        finish(new UpstreamProtocolError(server.url, problem))
+        return
+      }
+      let head = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`
+      const raw = res.rawHeaders
+      for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`
+      finish(undefined, { kind: 'switched', upstream, head: head + '\r\n', early })
+    })
+    req.on('response', (res: IncomingMessage) => {
+      if (res.statusCode === 101) {
+        finish(new UpstreamProtocolError(server.url, 'a 101 without a valid Upgrade header'))
+        return
+      }
+      finish(undefined, { kind: 'refused', response: res, upstream: socket })
+    })
+    req.end()
+  })
+}
+
+/** Why a 101 may not open a tunnel, or undefined when it may. */
+function check101 (res: IncomingMessage, hr: HandshakeRequest): string | undefined {
+  if (res.statusCode !== 101) return `status ${res.statusCode} on an upgrade`
+  const upgrade = (res.headers.upgrade ?? '').trim().toLowerCase()
+  if (upgrade !== hr.token) return `a 101 with Upgrade ${JSON.stringify(res.headers.upgrade ?? '')} where ${hr.token} was asked for`
+  if (hr.token === 'websocket' && res.headers['sec-websocket-accept'] !== acceptKey(hr.clientKey ?? '')) {
+    return 'a 101 whose Sec-WebSocket-Accept does not match the client key'
+  }
+  return undefined
+}
+
+/**
+ * Relay an upstream's non-101 answer to an upgrade as an ordinary response
+ * with `Connection: close`, then close both sockets: the upstream socket is
+ * never reused, since it was opened for an upgrade. The body is streamed with
+ * backpressure; when it was chunked, Node has already decoded it, so it is
+ * sent close-delimited.
+ */
+export function relayRefusal (client: Duplex, res: IncomingMessage, upstream: Socket, server: UpstreamServer, idleMs: number): SockgateError {
+  let head = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`
+  const raw = res.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!RELAY_DROP.has(raw[i]!.toLowerCase())) head += `${raw[i]}: ${raw[i + 1]}\r\n`
+  }
+  const closeBoth = (): void => {
+    upstream.destroy()
+    client.destroy()
+  }
+  client.on('error', closeBoth)
+  client.on('close', () => upstream.destroy())
+  res.on('error', closeBoth)
+  upstream.setTimeout(idleMs, closeBoth)
+  client.write(head + 'Connection: close\r\n\r\n')
+  res.pipe(client)
+  res.on('end', () => upstream.destroy())
+  client.once('finish', () => client.destroy())
+  return new UpgradeRefusedError(server.url, res.statusCode ?? 502)
+}

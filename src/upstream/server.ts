@@ -1,0 +1,122 @@
+import type { ServerState, ServerStatus } from '../types.js'
+
+/** Settings of one server after validation. */
+export interface ServerSpec {
+  /** Origin of the server, normalised (`http://127.0.0.1:5001`). */
+  url: string
+  weight: number
+  backup: boolean
+  down: boolean
+  maxConns: number
+}
+
+/**
+ * The live state of one upstream server: its settings, whether it may take
+ * new work, and its counters. The pool and the balancers read it; the data
+ * paths update its counters.
+ */
+export class UpstreamServer {
+  /** Normalised origin, also the server's identity in events and status. */
+  readonly url: string
+  readonly hostname: string
+  readonly port: number
+  /** Connect with TLS (`https:`/`wss:`). */
+  readonly secure: boolean
+  /** `host:port` as sent in `Host` when `headers.host` is `'upstream'`. */
+  readonly hostHeader: string
+  weight: number
+  readonly backup: boolean
+  readonly maxConns: number
+
+  /** Set by configuration (`down: true`) or `pool.markDown()`; never picked. */
+  adminDown: boolean
+  /** Taking no new sessions; sticky sessions may continue. */
+  draining = false
+  /** Down according to active health checks. */
+  healthDown = false
+  /** Why health checks took it down. */
+  healthReason: string | null = null
+  /** Until this time (ms epoch) passive health keeps it out. */
+  passiveUntil = 0
+  /** Timestamps of recent failures, for `maxFails` within `failTimeout`. */
+  recentFailures: number[] = []
+
+  activeTunnels = 0
+  activeRequests = 0
+  requests = 0
+  upgrades = 0
+  failures = 0
+  bytesIn = 0
+  bytesOut = 0
+  lastCheck: { at: number, ok: boolean, ms: number } | null = null
+
+  /** Smooth weighted round-robin state (nginx `current_weight`). */
+  currentWeight = 0
+
+  constructor (spec: ServerSpec) {
+    const u = new URL(spec.url)
+    this.secure = u.protocol === 'https:' || u.protocol === 'wss:'
+    this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
+    this.port = u.port === '' ? (this.secure ? 443 : 80) : Number(u.port)
+    this.url = spec.url
+    this.hostHeader = u.host
+    this.weight = spec.weight
+    this.backup = spec.backup
+    this.maxConns = spec.maxConns
+    this.adminDown = spec.down
+  }
+
+  /** Open tunnels plus in-flight requests, what `maxConns` and `least-conn` count. */
+  get active (): number {
+    return this.activeTunnels + this.activeRequests
+  }
+
+  /** At `maxConns`. */
+  get full (): boolean {
+    return this.maxConns > 0 && this.active >= this.maxConns
+  }
+
+  /** Out because of passive failures at time `now`. */
+  passiveDown (now: number): boolean {
+    return this.passiveUntil > now
+  }
+
+  /** May take new work (a new session) now. */
+  available (now: number): boolean {
+    return !this.adminDown && !this.draining && !this.healthDown && !this.passiveDown(now) && !this.full
+  }
+
+  /** May take work of a session it already has (sticky), even while draining. */
+  availableForSticky (now: number): boolean {
+    return !this.adminDown && !this.healthDown && !this.passiveDown(now) && !this.full
+  }
+
+  /** State and reason as shown on the status page. */
+  state (now: number): { state: ServerState, reason: string | null } {
+    if (this.adminDown) return { state: 'down', reason: 'admin' }
+    if (this.healthDown) return { state: 'down', reason: this.healthReason ?? 'health-check' }
+    if (this.passiveDown(now)) return { state: 'down', reason: 'passive' }
+    if (this.draining) return { state: 'draining', reason: 'draining' }
+    return { state: 'up', reason: null }
+  }
+
+  /** Plain-data snapshot for `gateway.status()`. */
+  snapshot (now: number): ServerStatus {
+    const { state, reason } = this.state(now)
+    return {
+      url: this.url,
+      state,
+      reason,
+      weight: this.weight,
+      backup: this.backup,
+      activeTunnels: this.activeTunnels,
+      activeRequests: this.activeRequests,
+      requests: this.requests,
+      upgrades: this.upgrades,
+      failures: this.failures,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      lastCheck: this.lastCheck,
+    }
+  }
+}
