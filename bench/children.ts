@@ -79,7 +79,7 @@ export function startNodeChild (entry: string, args: string[]): Promise<StartRes
       clearTimeout(timer)
       proc.off('message', onMessage)
       proc.off('exit', onExit)
-      if (!result.ok) void child.stop()
+      if (!result.ok) child.stop().catch(() => {})
       resolve(result)
     }
     const onMessage = (msg: ChildEvent): void => {

@@ -191,9 +191,9 @@ async function main (): Promise<void> {
   }
   const watchdog = setTimeout(() => {
     console.error(`\nwatchdog: the run took over ${WATCHDOG_MS / 60_000} minutes; stopping it`)
-    void stopEverything().finally(() => process.exit(3))
+    stopEverything().finally(() => process.exit(3))
   }, WATCHDOG_MS)
-  const onSignal = (): void => { void stopEverything().finally(() => process.exit(130)) }
+  const onSignal = (): void => { stopEverything().finally(() => process.exit(130)) }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
 

@@ -1,6 +1,7 @@
 /** Keep-alive HTTP GETs through an undici Pool of 50 connections, 50 requests in flight. */
 import { Pool } from 'undici'
 import type { LoadWorkload, Limits, Session } from './types.js'
+import { sleep } from './wait.js'
 
 const CONCURRENCY = 50
 const REQUEST_TIMEOUT_MS = 5_000
@@ -14,11 +15,11 @@ async function startGets (port: number, limits: Limits): Promise<Session> {
   })
   let ops = 0
   let errors = 0
-  let stopped = false
+  const state = { stopped: false }
   const deadline = Date.now() + limits.maxMs
 
   const loop = async (): Promise<void> => {
-    while (!stopped && ops < limits.maxOps && Date.now() < deadline) {
+    while (!state.stopped && ops < limits.maxOps && Date.now() < deadline) {
       try {
         const { statusCode, body } = await pool.request({ path: '/small', method: 'GET' })
         await body.dump()
@@ -26,7 +27,7 @@ async function startGets (port: number, limits: Limits): Promise<Session> {
         else errors++
       } catch {
         errors++
-        await new Promise((resolve) => setTimeout(resolve, 20))
+        await sleep(20)
       }
     }
   }
@@ -36,7 +37,7 @@ async function startGets (port: number, limits: Limits): Promise<Session> {
     get ops () { return ops },
     get errors () { return errors },
     async stop () {
-      stopped = true
+      state.stopped = true
       await Promise.all(loops)
       await pool.close()
     },

@@ -6,6 +6,7 @@
 import type { ProcStats } from '../measure.js'
 import type { IdleWorkload } from './types.js'
 import { closeWs, openMany, wsUrl } from './ws.js'
+import { sleep } from './wait.js'
 
 const BATCH = 100
 /** Tunnels opened and closed first, so one-time allocations (code, pools) are not charged to the measured ones. */
@@ -35,10 +36,6 @@ export async function measureIdle (
   } finally {
     await Promise.all(sockets.map(closeWs))
   }
-}
-
-function sleep (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 export const idleRss: IdleWorkload = {

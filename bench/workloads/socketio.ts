@@ -1,6 +1,7 @@
 /** Socket.IO emit-with-ack loops, over long-polling only and over WebSocket only. */
 import { io, type Socket } from 'socket.io-client'
 import type { LoadWorkload, Limits, Session } from './types.js'
+import { waitUntil } from './wait.js'
 
 const CLIENTS = 10
 const CONNECT_TIMEOUT_MS = 5_000
@@ -56,8 +57,7 @@ async function startAcks (port: number, transport: 'polling' | 'websocket', limi
     async stop () {
       stopped = true
       clearTimeout(hardStop)
-      const until = Date.now() + DRAIN_MS
-      while (inFlight > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+      await waitUntil(() => inFlight === 0, DRAIN_MS)
       sockets.forEach((socket) => socket.disconnect())
     },
   }

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto'
 import WebSocket from 'ws'
 import type { LoadWorkload, Limits, Session } from './types.js'
+import { sleep, waitUntil } from './wait.js'
 
 const OPEN_TIMEOUT_MS = 5_000
 const CLOSE_TIMEOUT_MS = 2_000
@@ -87,8 +88,7 @@ async function startEcho (port: number, connections: number, size: number, limit
     async stop () {
       stopped = true
       clearTimeout(hardStop)
-      const until = Date.now() + DRAIN_MS
-      while (inFlight > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+      await waitUntil(() => inFlight === 0, DRAIN_MS)
       await Promise.all(sockets.map(closeWs))
     },
   }
@@ -99,11 +99,11 @@ async function startHandshakes (port: number, concurrency: number, limits: Limit
   const url = wsUrl(port)
   let ops = 0
   let errors = 0
-  let stopped = false
+  const state = { stopped: false }
   const deadline = Date.now() + limits.maxMs
 
   const loop = async (): Promise<void> => {
-    while (!stopped && ops < limits.maxOps && Date.now() < deadline) {
+    while (!state.stopped && ops < limits.maxOps && Date.now() < deadline) {
       try {
         const ws = await openWs(url)
         await closeWs(ws)
@@ -111,7 +111,7 @@ async function startHandshakes (port: number, concurrency: number, limits: Limit
       } catch {
         errors++
         // Don't spin on a target that refuses everything.
-        await new Promise((resolve) => setTimeout(resolve, 20))
+        await sleep(20)
       }
     }
   }
@@ -121,7 +121,7 @@ async function startHandshakes (port: number, concurrency: number, limits: Limit
     get ops () { return ops },
     get errors () { return errors },
     async stop () {
-      stopped = true
+      state.stopped = true
       await Promise.all(loops)
     },
   }
