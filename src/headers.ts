@@ -241,8 +241,8 @@ function namesOf (set: NormalizedHeaderOptions['set']): ReadonlySet<string> {
 /**
  * Adds the comma-separated options of one Connection value to `listed`,
  * leaving out the ones already dropped and the ones that may not be options.
- * Returns `listed`, created on first need: `keep-alive` and `upgrade`, the
- * usual values, allocate nothing.
+ * Returns `listed`, created on first need, so the usual values (`keep-alive`,
+ * `upgrade`) create no Set.
  */
 function addConnectionOptions (value: string, listed: Set<string> | null): Set<string> | null {
   let start = 0

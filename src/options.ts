@@ -263,7 +263,7 @@ function normalizeTrust (value: unknown): TrustPredicate {
 function normalizeStatus (value: unknown): NormalizedOptions['status'] {
   if (value === undefined || value === false) return null
   const spec = value === true ? {} : value
-  if (!isObject(spec)) fail('status', "must be false, true or { path?, host?, auth? }")
+  if (!isObject(spec)) fail('status', 'must be false, true or { path?, host?, auth? }')
   checkKeys(spec, 'status', ['path', 'host', 'auth'])
   const path = spec.path ?? DEFAULT_STATUS_PATH
   if (typeof path !== 'string' || !path.startsWith('/')) fail('status.path', 'must be a path starting with "/"')
