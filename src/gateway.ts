@@ -172,14 +172,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         const headers = rewriteRequestHeaders(req.rawHeaders, headerContext(p, null, s), this.options.headers)
         s.activeRequests++
         s.requests++
-        res.once('close', () => { s.activeRequests-- })
-        await this.forwarder.forward(s, pool.spec.tls, res, {
-          method: req.method ?? 'GET',
-          path,
-          headers,
-          body,
-          onLateError: (err) => this.report(err, 'http', req, p, pool.name, s),
-        })
+        try {
+          await this.forwarder.forward(s, pool.spec.tls, res, {
+            method: req.method ?? 'GET',
+            path,
+            headers,
+            body,
+            onLateError: (err) => this.report(err, 'http', req, p, pool.name, s),
+          })
+        } catch (err) {
+          s.activeRequests--
+          throw err
+        }
+        // The answer is this server's until the client has it all (or is gone).
+        if (res.destroyed) s.activeRequests--
+        else res.once('close', () => { s.activeRequests-- })
       })
     } catch (err) {
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
