@@ -1,0 +1,115 @@
+/**
+ * The sockgate demo: one app on PORT serving a chat page under /assets and
+ * proxying /socket.io/ to three Socket.IO nodes it starts itself.
+ *
+ *   npm start -- --framework=express|koa|fastify|core --transport=websocket|polling|both
+ *
+ * Env: PORT (default 8080; 0 picks a free port), HOST (default 127.0.0.1),
+ * SOCKGATE_FRAMEWORK, SOCKGATE_TRANSPORT. Flags win over env. Ctrl+C stops it.
+ */
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import type { GatewayOptions } from '../src/index.js'
+import { createApp, FRAMEWORKS, type Framework } from './apps.js'
+import { startNodes } from './nodes.js'
+
+const TRANSPORTS = ['websocket', 'polling', 'both'] as const
+const STATUS_PATH = '/sockgate/status'
+type Transport = typeof TRANSPORTS[number]
+
+const USAGE = `usage: npm start -- [--framework=${FRAMEWORKS.join('|')}] [--transport=${TRANSPORTS.join('|')}]
+env: PORT (default 8080), HOST (default 127.0.0.1), SOCKGATE_FRAMEWORK, SOCKGATE_TRANSPORT`
+
+function fail (message: string): never {
+  console.error(`${message}\n${USAGE}`)
+  process.exit(2)
+}
+
+function oneOf<T extends string> (name: string, value: string, allowed: readonly T[]): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T
+  fail(`${name} must be one of ${allowed.join(', ')} (got ${JSON.stringify(value)})`)
+}
+
+function readSettings (): { framework: Framework, transport: Transport, port: number, host: string } {
+  let values: { framework?: string, transport?: string, help?: boolean }
+  try {
+    values = parseArgs({
+      options: { framework: { type: 'string' }, transport: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }).values
+  } catch (err) {
+    fail((err as Error).message)
+  }
+  if (values.help === true) {
+    console.log(USAGE)
+    process.exit(0)
+  }
+  const port = Number(process.env.PORT ?? 8080)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`PORT must be a port number (got ${JSON.stringify(process.env.PORT)})`)
+  return {
+    framework: oneOf('framework', values.framework ?? process.env.SOCKGATE_FRAMEWORK ?? 'express', FRAMEWORKS),
+    transport: oneOf('transport', values.transport ?? process.env.SOCKGATE_TRANSPORT ?? 'both', TRANSPORTS),
+    port,
+    host: process.env.HOST ?? '127.0.0.1',
+  }
+}
+
+async function main (): Promise<void> {
+  const settings = readSettings()
+  const nodes = await startNodes(3)
+  const gatewayOptions: GatewayOptions = {
+    upstreams: {
+      chat_nodes: {
+        servers: nodes.nodes.map((n) => n.url),
+        // New sessions go round the nodes; engine.io stickiness sends every later request of a
+        // session (its polling requests, its websocket upgrade) to the node that holds it.
+        balance: 'round-robin',
+        sticky: { engineIo: true },
+        health: { type: 'engine.io', interval: 3_000, rise: 2, fall: 3, timeout: 1_000 },
+      },
+    },
+    // Only Socket.IO goes upstream; /assets and the demo's own routes stay in the app.
+    routes: [{ path: '/socket.io/', upstream: 'chat_nodes' }],
+    status: { path: STATUS_PATH },
+  }
+  const app = await createApp(settings.framework, {
+    gateway: gatewayOptions,
+    publicDir: fileURLToPath(new URL('./public/', import.meta.url)),
+    config: { framework: settings.framework, transport: settings.transport, statusPath: STATUS_PATH },
+  })
+  const url = await app.listen(settings.port, settings.host)
+
+  console.log(`sockgate demo listening on ${url}`)
+  console.log(`  chat page: ${url}/assets/index.html (also at ${url}/)`)
+  console.log(`  status page: ${url}${STATUS_PATH}`)
+  console.log(`  framework ${settings.framework}, transport ${settings.transport}`)
+  for (const n of nodes.nodes) console.log(`  ${n.name} at ${n.url}`)
+  console.log('  open the URL in two tabs and chat; Ctrl+C stops everything')
+
+  let stopping = false
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      console.log(`${signal} again: exiting now`)
+      process.exit(1)
+    }
+    stopping = true
+    console.log(`${signal}: shutting down`)
+    // The nodes go first, so every client gets a clean Socket.IO disconnect through its still-open tunnel
+    // (and does not reconnect); then the app closes the gateway and its server. Nothing calls process.exit():
+    // the process ends by itself once every server, socket and timer is gone.
+    nodes.close()
+      .then(() => app.close())
+      .then(() => console.log('sockgate demo stopped'))
+      .catch((err: unknown) => {
+        console.error('shutdown failed:', err)
+        process.exitCode = 1
+      })
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+}
+
+main().catch((err: unknown) => {
+  if ((err as { code?: unknown }).code === 'EADDRINUSE') console.error(`${(err as Error).message}: set PORT to a free port (PORT=0 picks one)`)
+  else console.error(err)
+  process.exit(1)
+})
