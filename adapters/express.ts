@@ -1,0 +1,305 @@
+/**
+ * `sockgate/express`: the gateway as Express 4/5 middleware, plus a static
+ * `/assets` helper built on serve-static.
+ *
+ * ```ts
+ * const proxy = sockgate({ target: ['http://127.0.0.1:5001', 'http://127.0.0.1:5002'] })
+ * app.use('/assets', assets(dir, { expires: 'max' }))
+ * app.use(proxy)
+ * const server = listen(app, 80)          // or: proxy.attach(app.listen(80))
+ * ```
+ *
+ * Express never sees upgrades (Node emits them on the `http.Server`), so the
+ * middleware has an upgrade side too: `attach(server)`. Express tells the
+ * middleware where it is mounted (`app.use('/rt', proxy)`) at mount time, the
+ * way it tells a sub-app, so upgrades are scoped to the mount path from the
+ * first connection, and stripped of it as Express strips it for HTTP.
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { createRequire } from 'node:module'
+import type ServeStatic from 'serve-static'
+import { createGateway, Gateway, mountUpgrades, normalizeMountPath, type GatewayOptions } from '../src/index.js'
+import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathOf, type AssetsOptions } from './assets.js'
+
+export type { AssetsOptions, Expires } from './assets.js'
+
+/** Express's `next`: called with nothing to go on, with an error to hand it to the error handlers. */
+export type NextFunction = (err?: unknown) => void
+
+/** Options of `proxy.attach()`. */
+export interface AttachOptions {
+  /**
+   * Path prefix(es) whose upgrades this middleware takes, stripped before
+   * routing. Needed only where Express cannot say: a mount through an
+   * `express.Router()`, or a RegExp or `:param` mount path.
+   * Default: the paths the middleware was mounted at with `app.use()`, or `'/'`.
+   */
+  path?: string | string[]
+}
+
+/** The middleware `sockgate()` returns. */
+export interface SockgateMiddleware {
+  /** Express middleware: proxies what the gateway's routes match, calls `next()` for the rest. */
+  (req: IncomingMessage, res: ServerResponse, next: NextFunction): void
+  /** The gateway behind the middleware (status, events, pools, `close()`). */
+  readonly gateway: Gateway
+  /**
+   * Handle upgrades on `server` (idempotent; call it again to change `path`).
+   * Do it right after creating the server, before it gets connections: the
+   * first WebSocket may arrive before any HTTP request.
+   */
+  attach (server: Server, options?: AttachOptions): this
+  /**
+   * Part of Express's mount protocol (Express calls `handle` and `set` of
+   * anything mounted with `app.use()` that has both, and emits `'mount'` on
+   * it), which is how the middleware learns its mount path. Not for direct use.
+   */
+  handle (req: IncomingMessage, res: ServerResponse, next: NextFunction): void
+  /** Part of Express's mount protocol; a no-op. */
+  set (setting?: string, value?: unknown): this
+  /** Part of Express's mount protocol: Express emits `'mount'` with the parent app. */
+  emit (event: string | symbol, ...args: unknown[]): boolean
+  /** Set by Express: where `app.use()` last mounted the middleware. */
+  mountpath?: string | RegExp | Array<string | RegExp>
+}
+
+/** The parts of an Express app sockgate reads; Express 4 and 5 both have them. */
+interface ExpressApp {
+  parent?: ExpressApp
+  path?: () => string
+  on?: (event: 'mount', listener: (parent: ExpressApp) => void) => unknown
+}
+
+/** What `listen()` needs of an app. */
+export interface ListenableApp {
+  listen (...args: any[]): Server
+}
+
+interface ServerState {
+  /** Paths given with `attach(server, { path })`; they override everything else. */
+  explicit: string[] | undefined
+  /** Path learnt from the first request when the middleware was not mounted with `app.use()`. */
+  learnt: string | undefined
+  /** Registered upgrade handlers by path. */
+  detachers: Map<string, () => void>
+  onClose: () => void
+}
+
+/** Every middleware mounted (directly or through sub-apps) in an app, for `listen()`. */
+const proxiesByApp = new WeakMap<object, Set<SockgateMiddleware>>()
+
+const WARNING_TYPE = 'SockgateWarning'
+
+/**
+ * Make Express middleware from gateway options, or from a gateway already
+ * built (so one gateway can serve several apps).
+ */
+export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware {
+  const gateway = options instanceof Gateway ? options : createGateway(options)
+  const mounts: Array<{ parent: ExpressApp, path: unknown }> = []
+  const servers = new Map<Server, ServerState>()
+  const watched = new WeakSet<object>()
+  const warned = new Set<string>()
+
+  function warnOnce (code: string, message: string): void {
+    if (warned.has(code)) return
+    warned.add(code)
+    process.emitWarning(message, { type: WARNING_TYPE, code })
+  }
+
+  /** Full mount paths from `app.use()` (parents' mount paths included), or undefined if never mounted that way. */
+  function mountPaths (): string[] | undefined {
+    if (mounts.length === 0) return undefined
+    const paths = new Set<string>()
+    for (const { parent, path } of mounts) {
+      const base = typeof parent.path === 'function' ? parent.path() : ''
+      for (const p of Array.isArray(path) ? path : [path]) {
+        const full = typeof p === 'string' && typeof base === 'string' ? normalizeMountPath(base + (p === '/' ? '' : p)) : undefined
+        if (full === undefined) {
+          warnOnce('SOCKGATE_WARN_MOUNT_PATH', `sockgate is mounted at ${String(p)}, which is not a plain path prefix, so upgrades there cannot be matched; ` +
+            "name the prefix with proxy.attach(server, { path: '/...' }).")
+        } else {
+          paths.add(full)
+        }
+      }
+    }
+    return [...paths]
+  }
+
+  function sync (server: Server, state: ServerState): void {
+    const wanted = new Set(state.explicit ?? mountPaths() ?? (state.learnt === undefined ? ['/'] : [state.learnt]))
+    for (const [path, detach] of state.detachers) {
+      if (!wanted.has(path)) {
+        detach()
+        state.detachers.delete(path)
+      }
+    }
+    for (const path of wanted) {
+      if (!state.detachers.has(path)) state.detachers.set(path, mountUpgrades(server, path, gateway))
+    }
+  }
+
+  function syncAll (): void {
+    for (const [server, state] of servers) sync(server, state)
+  }
+
+  function attach (server: Server, attachOptions: AttachOptions = {}, learnt?: string): SockgateMiddleware {
+    let explicit: string[] | undefined
+    if (attachOptions.path !== undefined) {
+      explicit = []
+      for (const p of Array.isArray(attachOptions.path) ? attachOptions.path : [attachOptions.path]) {
+        const path = typeof p === 'string' ? normalizeMountPath(p) : undefined
+        if (path === undefined) throw new TypeError(`sockgate: attach(server, { path }) needs plain path prefixes such as '/rt' (got ${JSON.stringify(p)})`)
+        explicit.push(path)
+      }
+    }
+    let state = servers.get(server)
+    if (state === undefined) {
+      const onClose = (): void => {
+        const s = servers.get(server)
+        if (s === undefined) return
+        for (const detach of s.detachers.values()) detach()
+        servers.delete(server)
+      }
+      state = { explicit, learnt, detachers: new Map(), onClose }
+      servers.set(server, state)
+      server.once('close', onClose)
+    } else if (explicit !== undefined) {
+      state.explicit = explicit
+    }
+    sync(server, state)
+    return middleware
+  }
+
+  /** Attach to the server of a request nobody attached us to (the first-request fallback), and say how to do it properly. */
+  function attachLate (req: IncomingMessage & { baseUrl?: unknown }): void {
+    const server = (req.socket as { server?: unknown }).server
+    if (!isServer(server) || servers.has(server)) return
+    const base = typeof req.baseUrl === 'string' ? normalizeMountPath(req.baseUrl === '' ? '/' : req.baseUrl) : undefined
+    attach(server, {}, base)
+    warnOnce('SOCKGATE_WARN_LATE_ATTACH', 'sockgate handled no upgrades on this server until its first HTTP request, so WebSocket ' +
+      'connections before it failed. Call proxy.attach(server) right after creating the server, or start it with ' +
+      "listen(app, port) from 'sockgate/express'.")
+  }
+
+  function track (app: ExpressApp): void {
+    for (let a: ExpressApp | undefined = app; a !== undefined; a = a.parent) {
+      let set = proxiesByApp.get(a)
+      if (set === undefined) proxiesByApp.set(a, set = new Set())
+      set.add(middleware)
+      // When this app is itself mounted later, its new parents learn about us, and the full mount path changes.
+      if (!watched.has(a) && typeof a.on === 'function') {
+        watched.add(a)
+        const self = a
+        a.on('mount', () => {
+          track(self)
+          syncAll()
+        })
+      }
+    }
+  }
+
+  const middleware = function sockgate (req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
+    attachLate(req)
+    try {
+      gateway.handleRequest(req, res, next)
+    } catch (err) {
+      // Express 5 would catch this itself and Express 4 would not: hand it on either way, so both behave the same.
+      next(err)
+    }
+  } as SockgateMiddleware
+
+  Object.defineProperty(middleware, 'gateway', { value: gateway, enumerable: true })
+  middleware.attach = function (server: Server, attachOptions?: AttachOptions) {
+    return attach(server, attachOptions)
+  }
+  middleware.handle = middleware
+  middleware.set = function () { return middleware }
+  middleware.emit = function (event: string | symbol, ...args: unknown[]): boolean {
+    if (event !== 'mount') return false
+    const parent = args[0] as ExpressApp
+    // Express sets `mountpath` just before it emits 'mount'.
+    mounts.push({ parent, path: middleware.mountpath })
+    track(parent)
+    syncAll()
+    return true
+  }
+  return middleware
+}
+
+function isServer (value: unknown): value is Server {
+  return typeof value === 'object' && value !== null && typeof (value as Server).listenerCount === 'function' &&
+    typeof (value as Server).emit === 'function' && typeof (value as Server).once === 'function'
+}
+
+/**
+ * `app.listen(...args)` that also attaches every sockgate middleware mounted
+ * in `app` (or in a sub-app of it) to the new server before it takes a
+ * connection. Returns the server, as `app.listen()` does.
+ */
+export function listen (app: ListenableApp, ...args: unknown[]): Server {
+  const server = app.listen(...args)
+  for (const proxy of proxiesByApp.get(app) ?? []) proxy.attach(server)
+  return server
+}
+
+/** An Express middleware serving static files. */
+export type AssetsMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void
+
+const require = createRequire(import.meta.url)
+
+function loadServeStatic (): typeof ServeStatic {
+  try {
+    return require('serve-static') as typeof ServeStatic
+  } catch (err) {
+    if ((err as { code?: string }).code === 'MODULE_NOT_FOUND') {
+      throw new Error("sockgate/express: assets() needs the 'serve-static' package (npm install serve-static)", { cause: err })
+    }
+    throw err
+  }
+}
+
+/**
+ * Serve the files under `dir`, as nginx's `location /assets { alias dir; expires max; }`:
+ * `app.use('/assets', assets(dir, { expires: 'max' }))`. Built on serve-static.
+ *
+ * Missing files, directories (never listed), dot-files and any path that
+ * tries to leave `dir` (`..`, `%2e%2e`, `..%2f`) get 404 here and go no
+ * further (not to the proxy); methods other than GET and HEAD get 405.
+ * Mount it before a request logger to keep it out of the access log (nginx `access_log off`).
+ */
+export function assets (dir: string, options?: AssetsOptions): AssetsMiddleware {
+  const root = checkRoot(dir, 'assets(dir)')
+  const { expires, index } = normalizeAssetsOptions(options, 'assets(dir, options)')
+  const serve = loadServeStatic()(root, {
+    index: index === false ? false : [index],
+    redirect: false,
+    fallthrough: false,
+    dotfiles: 'ignore',
+    cacheControl: false,
+    setHeaders (res) {
+      for (const [name, value] of cacheHeaders(expires)) res.setHeader(name, value)
+    },
+  })
+  return function sockgateAssets (req, res, next) {
+    if (!isSafeAssetPath(pathOf(req.url ?? '/'))) {
+      notFound(res)
+      return
+    }
+    serve(req as Parameters<typeof serve>[0], res as Parameters<typeof serve>[1], (err?: unknown) => {
+      const status = (err as { statusCode?: unknown } | undefined)?.statusCode
+      if (typeof status === 'number' && status < 500) notFound(res)
+      else next(err)
+    })
+  }
+}
+
+function notFound (res: ServerResponse): void {
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  const body = 'Not Found\n'
+  res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(body)) })
+  res.end(body)
+}

@@ -1,0 +1,75 @@
+import type { IncomingMessage, Server } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { registerUpgradeHandler } from './dispatch.js'
+import type { Gateway } from './gateway.js'
+import { compileRoutes, hostName, stripPathPrefix, type RouteTable } from './route.js'
+
+/**
+ * A mount path as an upgrade prefix: leading `/`, no trailing `/` (except the
+ * root), so `/rt/` and `/rt` both match `/rt`, `/rt/x` and `/rt?x`.
+ * Returns undefined for a path with route syntax (`:param`, `*`, `(`), which
+ * a prefix cannot express.
+ */
+export function normalizeMountPath (path: string): string | undefined {
+  if (/[:*?()[\]]/.test(path)) return undefined
+  let p = path.startsWith('/') ? path : `/${path}`
+  while (p.length > 1 && p.endsWith('/')) p = p.slice(0, -1)
+  return p
+}
+
+/**
+ * `url` as a framework mounted at `mountPath` hands it on, the way Express
+ * strips `app.use('/rt', ...)` and koa-mount strips its prefix:
+ * `/rt/socket.io/?x` → `/socket.io/?x`, `/rt` → `/`, `/rt?x` → `/?x`.
+ * `url` must be under `mountPath`.
+ */
+export function stripMountPath (mountPath: string, url: string): string {
+  return mountPath === '/' ? url : stripPathPrefix(mountPath, url)
+}
+
+/**
+ * Handle `gateway`'s upgrades on `server` under `mountPath` only, with the
+ * mount path taken off `req.url` before routing: the gateway then routes an
+ * upgrade on the same URL it sees for HTTP when a framework mounts it at
+ * that path (Express `app.use('/rt', proxy)`, koa-mount). Goes through the
+ * server's one upgrade dispatcher (longest prefix first, see
+ * `registerUpgradeHandler`), so several mounts and the app's own `ws` server
+ * each get only their own upgrades.
+ *
+ * Returns a function that removes the handler again.
+ */
+export function mountUpgrades (server: Server, mountPath: string, gateway: Gateway): () => void {
+  const prefix = normalizeMountPath(mountPath)
+  if (prefix === undefined) throw new TypeError(`sockgate: mount path ${JSON.stringify(mountPath)} has route syntax; give a plain path prefix`)
+  if (prefix === '/') return registerUpgradeHandler(server, '/', gateway.handleUpgrade)
+  return registerUpgradeHandler(server, prefix, (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = req.url ?? '/'
+    req.url = stripMountPath(prefix, url)
+    if (gateway.handleUpgrade(req, socket, head)) return true
+    // Not ours after all: the next handler (or the app's own listener) sees the request as it came.
+    req.url = url
+    return false
+  })
+}
+
+const tables = new WeakMap<Gateway, RouteTable>()
+
+/**
+ * The path prefix of the gateway route (or status page) a request for
+ * `host` and `path` would go to, or undefined when none would take it.
+ * Adapters of frameworks whose own routes have no order (Fastify) use it to
+ * let the longest prefix win between the app's routes and the gateway's.
+ */
+export function matchedPrefix (gateway: Gateway, host: string | undefined, path: string): string | undefined {
+  const status = gateway.options.status
+  // The status page answers its exact path only (see status.ts), before any route.
+  if (status !== null && path === status.path && (status.host === null || hostName(status.host) === hostName(host))) {
+    return status.path
+  }
+  let table = tables.get(gateway)
+  if (table === undefined) {
+    table = compileRoutes(gateway.options.routes)
+    tables.set(gateway, table)
+  }
+  return table.match(host, path)?.path
+}
