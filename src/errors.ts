@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'SOCKGATE_ERR_UPSTREAM_PROTOCOL'
   | 'SOCKGATE_ERR_UPGRADE_REFUSED'
   | 'SOCKGATE_ERR_CLIENT_ABORTED'
+  | 'SOCKGATE_ERR_FORBIDDEN'
 
 /** Base class of every sockgate error. */
 export class SockgateError extends Error {
@@ -148,6 +149,14 @@ export class ClientAbortedError extends SockgateError {
   }
 }
 
+/** The `status.auth` hook refused the request (or threw): the status page stays private. */
+export class ForbiddenError extends SockgateError {
+  constructor (what: string) {
+    super('SOCKGATE_ERR_FORBIDDEN', 403, `Forbidden: status.auth does not allow this request to see ${what}.`)
+    this.name = 'ForbiddenError'
+  }
+}
+
 /** All codes, for documentation checks and for users who switch on them. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_INVALID_OPTION',
@@ -163,4 +172,5 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_UPSTREAM_PROTOCOL',
   'SOCKGATE_ERR_UPGRADE_REFUSED',
   'SOCKGATE_ERR_CLIENT_ABORTED',
+  'SOCKGATE_ERR_FORBIDDEN',
 ] satisfies ErrorCode[])

@@ -1,4 +1,5 @@
 import { NoUpstreamError, SockgateError, UpstreamConnectError, UpstreamTimeoutError } from './errors.js'
+import { countFailure } from './metrics.js'
 import type { PickContext } from './balance/types.js'
 import type { Pool } from './upstream/pool.js'
 import type { UpstreamServer } from './upstream/server.js'
@@ -33,6 +34,7 @@ export async function withFailover<T> (pool: Pool, ctx: PickContext, canRetry: (
     } catch (err) {
       if (!isUpstreamFailure(err)) throw err
       pool.recordFailure(server, Date.now())
+      countFailure(server, err)
       last = err
       if (!canRetry() || Date.now() >= deadline) break
     }

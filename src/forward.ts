@@ -5,6 +5,7 @@ import {
   BodyTooLargeError, ClientAbortedError, SockgateError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
 } from './errors.js'
 import { filterResponseHeaders } from './headers.js'
+import { countResponse } from './metrics.js'
 import type { UpstreamServer } from './upstream/server.js'
 import type { UpstreamTlsOptions } from './types.js'
 
@@ -56,6 +57,11 @@ export async function readBody (req: IncomingMessage, limit: number): Promise<Re
   return counter
 }
 
+/** The server's origin as undici accepts it: `ws:`/`wss:` servers take plain requests over `http:`/`https:`. */
+function httpOrigin (server: UpstreamServer): string {
+  return server.url.startsWith('ws') ? `http${server.url.slice(2)}` : server.url
+}
+
 /** Map an undici failure to what the client and operator are told. */
 function classify (err: Error & { code?: string }, server: UpstreamServer, requestMs: number, connectMs: number): SockgateError {
   if (err instanceof SockgateError) return err
@@ -81,6 +87,10 @@ export interface ForwardRequest {
   body: RequestBody
   /** Told about failures after the answer began (the client's connection is cut then). */
   onLateError: (err: SockgateError) => void
+  /** A `Set-Cookie` value added to the answer, next to the upstream's own (sticky cookie). */
+  setCookie?: string | undefined
+  /** Shown the status and the first body chunk of the answer before it is relayed (engine.io sid learning). */
+  onFirstChunk?: ((statusCode: number, chunk: Buffer) => void) | undefined
 }
 
 /**
@@ -101,7 +111,7 @@ export class Forwarder {
   private poolFor (server: UpstreamServer, tls: UpstreamTlsOptions | null): UndiciPool {
     let pool = this.pools.get(server)
     if (pool === undefined) {
-      pool = new UndiciPool(server.url, {
+      pool = new UndiciPool(httpOrigin(server), {
         connect: {
           timeout: this.connectMs,
           ...(tls === null ? {} : { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername }),
@@ -124,6 +134,8 @@ export class Forwarder {
     const connectMs = this.connectMs
     return new Promise((resolve, reject) => {
       let started = false
+      let status = 0
+      let firstChunk = fr.onFirstChunk
       let controller: Dispatcher.DispatchController | undefined
       const onClientClose = (): void => {
         if (!res.writableFinished) controller?.abort(new ClientAbortedError())
@@ -138,10 +150,18 @@ export class Forwarder {
         onResponseStart (c, statusCode, headers, statusMessage) {
           if (statusCode < 200) return
           started = true
+          countResponse(server, statusCode)
           resolve()
-          res.writeHead(statusCode, statusMessage ?? '', filterResponseHeaders(headers as Record<string, string | string[]>))
+          status = statusCode
+          const out = filterResponseHeaders(headers as Record<string, string | string[]>)
+          if (fr.setCookie !== undefined) appendSetCookie(out, fr.setCookie)
+          res.writeHead(statusCode, statusMessage ?? '', out)
         },
         onResponseData (c, chunk) {
+          if (firstChunk !== undefined) {
+            firstChunk(status, chunk)
+            firstChunk = undefined
+          }
           if (!res.write(chunk)) {
             c.pause()
             res.once('drain', onDrain)
@@ -163,7 +183,7 @@ export class Forwarder {
         },
       }
       this.poolFor(server, tls).dispatch({
-        origin: server.url,
+        origin: httpOrigin(server),
         method: fr.method as Dispatcher.HttpMethod,
         path: fr.path,
         headers: fr.headers,
@@ -172,11 +192,14 @@ export class Forwarder {
     })
   }
 
-  /** Drop the connection pool of a server that left its pool. */
+  /**
+   * Drop the connection pool of a server that left its pool. Requests in
+   * flight (a long-poll, say) finish first; idle connections close at once.
+   */
   forget (server: UpstreamServer): void {
     const pool = this.pools.get(server)
     this.pools.delete(server)
-    pool?.destroy().catch(() => {})
+    pool?.close().catch(() => {})
   }
 
   /** Close every connection pool; in-flight requests are cut. */
@@ -185,4 +208,11 @@ export class Forwarder {
     this.pools.clear()
     await Promise.allSettled(pools.map((p) => p.destroy()))
   }
+}
+
+/** Adds `value` to the `set-cookie` field of undici's response headers, keeping the upstream's own cookies. */
+function appendSetCookie (headers: Record<string, string | string[]>, value: string): void {
+  const name = Object.keys(headers).find((k) => k.toLowerCase() === 'set-cookie') ?? 'set-cookie'
+  const existing = headers[name]
+  headers[name] = existing === undefined ? value : [...(Array.isArray(existing) ? existing : [existing]), value]
 }

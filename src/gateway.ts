@@ -6,7 +6,7 @@ import {
   BadRequestError, BadUpgradeError, ClientAbortedError, GatewayClosedError, SockgateError,
 } from './errors.js'
 import { withFailover } from './failover.js'
-import { Forwarder, readBody } from './forward.js'
+import { Forwarder, readBody, type ForwardRequest } from './forward.js'
 import { rewriteRequestHeaders } from './headers.js'
 import { normalizeOptions, type NormalizedOptions, type NormalizedRoute } from './options.js'
 import { sendError, writeSocketError } from './respond.js'
@@ -14,9 +14,14 @@ import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 import { resolveClientAddress } from './trust.js'
 import { Tunnel } from './tunnel.js'
 import { registerUpgradeHandler } from './dispatch.js'
+import { registerTunnelSource } from './drain.js'
+import { HealthChecker } from './health.js'
+import { countResponse, countUpgrade, renderPrometheus } from './metrics.js'
+import { isStatusRequest, serveStatus } from './status.js'
 import { relayRefusal, upstreamHandshake, validateUpgrade } from './upgrade.js'
 import { Pool } from './upstream/pool.js'
 import type { PickContext } from './balance/types.js'
+import { addHeaderToHead, isSecureClient, type Stickiness } from './balance/stickiness.js'
 import type { UpstreamServer } from './upstream/server.js'
 import type {
   GatewayOptions, GatewayStatus, ProxyErrorEvent, TunnelCloseEvent, TunnelOpenEvent,
@@ -60,6 +65,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private readonly forwarder: Forwarder
   private readonly tunnels = new Set<Tunnel>()
   private readonly detachers = new Map<Server, () => void>()
+  private readonly health: HealthChecker
   private closing: Promise<void> | undefined
 
   constructor (options: NormalizedOptions) {
@@ -70,8 +76,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     for (const spec of options.upstreams) {
       this.pools.set(spec.name, new Pool(spec, (server, up, reason) => {
         this.emit(up ? 'upstream:up' : 'upstream:down', { pool: spec.name, server: server.url, reason })
-      }))
+      }, (server) => this.forwarder.forget(server)))
     }
+    for (const pool of this.pools.values()) registerTunnelSource(pool, { tunnels: this.tunnels, on: this.on.bind(this), off: this.off.bind(this) })
+    this.health = new HealthChecker(this.pools.values(), (pool, server, up, reason) => {
+      this.emit(up ? 'upstream:up' : 'upstream:down', { pool: pool.name, server: server.url, reason })
+    })
     // Bound once, so `attach()` hands the same function to every server.
     this.handleUpgrade = this.handleUpgrade.bind(this)
     this.handleRequest = this.handleRequest.bind(this)
@@ -127,7 +137,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * no route matches.
    */
   handleRequest (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void {
+    // The status page comes before routing: it answers on every host unless status.host is set.
+    if (this.options.status !== null && isStatusRequest(this.options.status, req)) {
+      serveStatus(this, this.options.status, req, res).catch((err: unknown) => res.destroy(err as Error))
+      return
+    }
     const url = req.url ?? '/'
+    // Checked before routing: an authority-form (CONNECT) or absolute-form target has no path, so no
+    // route could match it and it would fall through to next(); it is the client's mistake, so 400.
+    if (METHODS_WITHOUT_TARGET.has(req.method ?? '')) return this.refuse(res, req, new BadRequestError('CONNECT is not proxied'))
+    if (url !== '*' && !url.startsWith('/')) return this.refuse(res, req, new BadRequestError('the request target must be a path'))
     const route = this.routes.match(req.headers.host, url)
     if (route === undefined || req.method === undefined) {
       if (next !== undefined) next()
@@ -135,8 +154,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       return
     }
     if (this.closing !== undefined) return this.refuse(res, req, new GatewayClosedError())
-    if (METHODS_WITHOUT_TARGET.has(req.method)) return this.refuse(res, req, new BadRequestError('CONNECT is not proxied'))
-    if (!url.startsWith('/') || url.startsWith('//')) {
+    if (url.startsWith('//')) {
       // The upstream comes from the route table only: never from an absolute-form target or a `//host` path.
       return this.refuse(res, req, new BadRequestError('the request target must be a path'))
     }
@@ -179,6 +197,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
             headers,
             body,
             onLateError: (err) => this.report(err, 'http', req, p, pool.name, s),
+            ...(pool.sticky === null ? {} : stickyHooks(pool.sticky, req, p, s)),
           })
         } catch (err) {
           s.activeRequests--
@@ -191,6 +210,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     } catch (err) {
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
       this.report(error, 'http', req, peer, pool.name, server)
+      if (server !== undefined) countResponse(server, error.statusCode)
       if (error instanceof ClientAbortedError) res.destroy()
       else sendError(res, error)
     }
@@ -234,27 +254,38 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const abort = new AbortController()
     const onGone = (): void => abort.abort()
     socket.once('close', onGone)
+    // Node's HTTP server sockets allow half-open, so a client that leaves mid-handshake may show up as 'end' only.
+    socket.once('end', onGone)
     let server: UpstreamServer | undefined
     try {
       const ctx: PickContext = { req, clientAddress: peer.clientAddress, now: Date.now() }
       const path = this.targetPath(route, req.url ?? '/')
       const result = await withFailover(pool, ctx, () => !abort.signal.aborted, async (s) => {
         server = s
-        return await upstreamHandshake(s, {
-          path,
-          headers: rewriteRequestHeaders(req.rawHeaders, headerContext(peer, token, s), this.options.headers),
-          token,
-          clientKey: req.headers['sec-websocket-key'],
-          connectMs: this.options.timeouts.connect,
-          handshakeMs: this.options.timeouts.handshake,
-          tls: pool.spec.tls,
-          signal: abort.signal,
-        })
+        // A handshake in progress counts against maxConns, or a burst of upgrades could all pass the cap.
+        s.activeRequests++
+        try {
+          return await upstreamHandshake(s, {
+            path,
+            headers: rewriteRequestHeaders(req.rawHeaders, headerContext(peer, token, s), this.options.headers),
+            token,
+            clientKey: req.headers['sec-websocket-key'],
+            connectMs: this.options.timeouts.connect,
+            handshakeMs: this.options.timeouts.handshake,
+            tls: pool.spec.tls,
+            signal: abort.signal,
+          })
+        } finally {
+          s.activeRequests--
+        }
       })
       socket.removeListener('close', onGone)
+      socket.removeListener('end', onGone)
       const s = server!
+      countUpgrade(s, result.kind === 'refused' ? 'refused' : socket.destroyed ? 'aborted' : 'switched')
       if (result.kind === 'refused') {
         this.report(relayRefusal(socket, result.response, result.upstream, s, this.options.timeouts.request), 'upgrade', req, peer, pool.name, s)
+        pool.sticky?.learnFromRefusal(req.url ?? '/', result.response)
         return
       }
       if (socket.destroyed || this.closing !== undefined) {
@@ -263,14 +294,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         this.report(socket.destroyed ? new ClientAbortedError() : new GatewayClosedError(), 'upgrade', req, peer, pool.name, s)
         return
       }
-      socket.write(result.head)
+      const setCookie = pool.sticky?.setCookieFor(s, req, isSecureClient(req, peer.encrypted, peer.trusted))
+      socket.write(setCookie === undefined ? result.head : addHeaderToHead(result.head, 'Set-Cookie', setCookie))
       if (result.early.length > 0) socket.write(result.early)
       if (head.length > 0) result.upstream.write(head)
       this.openTunnel(socket, result.upstream, s, pool.name, req, peer)
+      const sticky = pool.sticky
+      if (sticky !== null && sticky.sessions !== null) {
+        socket.once('close', () => sticky.tunnelClosed(req.url ?? '/', s))
+      }
     } catch (err) {
       socket.removeListener('close', onGone)
+      socket.removeListener('end', onGone)
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
       this.report(error, 'upgrade', req, peer, pool.name, server)
+      if (server !== undefined) countUpgrade(server, error instanceof ClientAbortedError ? 'aborted' : 'failed')
       if (error instanceof ClientAbortedError) socket.destroy()
       else writeSocketError(socket, error)
     }
@@ -294,10 +332,25 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /**
    * Handle upgrades on `server` (its `'upgrade'` event). Idempotent. Upgrades
    * no route matches are left to the server's other `'upgrade'` listeners,
-   * or answered 404 when there are none.
+   * or answered 404 when there are none. CONNECT (the `'connect'` event) is
+   * answered 400 unless the server has a `'connect'` listener of its own.
    */
   attach (server: Server): this {
-    if (!this.detachers.has(server)) this.detachers.set(server, registerUpgradeHandler(server, '/', this.handleUpgrade))
+    if (this.detachers.has(server)) return this
+    const detachUpgrade = registerUpgradeHandler(server, '/', this.handleUpgrade)
+    // Node never passes CONNECT to the request handler, and destroys the socket without an answer when
+    // nobody listens for 'connect'; the client gets a 400 instead.
+    const onConnect = (req: IncomingMessage, socket: Duplex): void => {
+      if (server.listenerCount('connect') > 1) return
+      const error = new BadRequestError('CONNECT is not proxied')
+      this.report(error, 'http', req, undefined)
+      writeSocketError(socket, error)
+    }
+    server.on('connect', onConnect)
+    this.detachers.set(server, () => {
+      detachUpgrade()
+      server.off('connect', onConnect)
+    })
     return this
   }
 
@@ -307,6 +360,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const pools: GatewayStatus['pools'] = {}
     for (const [name, pool] of this.pools) pools[name] = { servers: pool.servers.map((s) => s.snapshot(now)) }
     return { pools, tunnels: { open: this.tunnels.size } }
+  }
+
+  /**
+   * The gateway's metrics in the Prometheus text exposition format (the
+   * `sockgate_*` families of docs/health.md), for a `/metrics` route of your
+   * own or to append to prom-client's `register.metrics()`.
+   */
+  metrics (): string {
+    return renderPrometheus(this.pools.values(), this.tunnels.size)
   }
 
   /**
@@ -320,8 +382,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   private async shutdown (drain: number): Promise<void> {
-    for (const detach of this.detachers.values()) detach()
-    this.detachers.clear()
+    this.health.stop()
+    // The upgrade handlers stay registered (they hold no socket or timer): with them gone, the dispatcher
+    // would answer this gateway's routes 404 instead of the 503 a closed gateway owes (DESIGN: "After close()").
     if (drain > 0) await this.tunnelsClosed(drain)
     for (const t of this.tunnels) t.destroy(drain > 0 ? 'drained' : 'gateway-closed')
     await this.tunnelsClosed(0)
@@ -357,6 +420,15 @@ function headerContext (peer: Peer, upgrade: string | null, server: UpstreamServ
     clientAddress: peer.clientAddress,
     upgrade,
     upstreamHost: server.hostHeader,
+  }
+}
+
+/** The sticky-session hooks of one forwarded request: the cookie to set and the engine.io answer to learn from. */
+function stickyHooks (sticky: Stickiness, req: IncomingMessage, peer: Peer, server: UpstreamServer): Pick<ForwardRequest, 'setCookie' | 'onFirstChunk'> {
+  const url = req.url ?? '/'
+  return {
+    setCookie: sticky.setCookieFor(server, req, isSecureClient(req, peer.encrypted, peer.trusted)),
+    onFirstChunk: sticky.sessions === null ? undefined : (status, chunk) => sticky.learnFromResponse(url, server, status, chunk),
   }
 }
 

@@ -5,7 +5,10 @@
  */
 export { createGateway, Gateway, type CloseOptions, type GatewayEvents } from './gateway.js'
 export { registerUpgradeHandler, type UpgradeHandler } from './dispatch.js'
+export { matchedPrefix, mountUpgrades, normalizeMountPath, stripMountPath } from './mount.js'
 export * from './errors.js'
 export type * from './types.js'
 export type { Pool } from './upstream/pool.js'
 export type { UpstreamServer } from './upstream/server.js'
+export type { DrainOptions } from './drain.js'
+export { PROMETHEUS_CONTENT_TYPE } from './status.js'

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { InvalidOptionError } from './errors.js'
 import { normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
-import { compileTrust, isValidTrustEntry, type TrustPredicate } from './trust.js'
+import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import type { ServerSpec } from './upstream/server.js'
 import type {
@@ -101,9 +101,13 @@ function checkKeys (value: Record<string, unknown>, path: string, allowed: reado
   }
 }
 
+/** Node's largest timer delay: a longer one fires after 1 ms (TimeoutOverflowWarning), so a huge timeout would act as a tiny one. */
+const MAX_MS = 2_147_483_647
+
 function integer (value: unknown, path: string, fallback: number, min: number, unit = ''): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) fail(path, `must be an integer >= ${min}${unit}`)
+  if (unit === ' (ms)' && value > MAX_MS) fail(path, `must be at most ${MAX_MS} (ms), the longest delay a Node timer supports`)
   return value
 }
 
@@ -156,6 +160,10 @@ function normalizeHealth (value: HealthOptions | undefined, path: string): Norma
   if (typeof value.expectStatus === 'number') expectStatus = [value.expectStatus, value.expectStatus]
   else if (Array.isArray(value.expectStatus) && value.expectStatus.length === 2) expectStatus = [value.expectStatus[0], value.expectStatus[1]]
   else if (value.expectStatus !== undefined) fail(`${path}.expectStatus`, 'must be a status or a [low, high] range')
+  const isStatus = (n: unknown): boolean => Number.isInteger(n) && (n as number) >= 100 && (n as number) <= 599
+  if (!isStatus(expectStatus[0]) || !isStatus(expectStatus[1]) || expectStatus[0] > expectStatus[1]) {
+    fail(`${path}.expectStatus`, 'must be a status (100-599) or a [low, high] range of them with low <= high')
+  }
   if (value.expectBody !== undefined && typeof value.expectBody !== 'string' && !(value.expectBody instanceof RegExp)) {
     fail(`${path}.expectBody`, 'must be a string or a RegExp')
   }
@@ -174,17 +182,22 @@ function normalizeHealth (value: HealthOptions | undefined, path: string): Norma
   }
 }
 
-function normalizeUpstream (name: string, value: UpstreamOptions, path: string, connectTimeout: number): NormalizedUpstream {
+/**
+ * `serversPath` is where the user wrote the server list: `upstreams.NAME.servers`, or `target` for the
+ * shorthand, whose single (not array) value is named `target` itself.
+ */
+function normalizeUpstream (name: string, value: UpstreamOptions, path: string, connectTimeout: number,
+  serversPath = `${path}.servers`, single = false): NormalizedUpstream {
   if (!isObject(value)) fail(path, 'must be an object such as { servers: ["http://127.0.0.1:5001"] }')
   checkKeys(value, path, ['servers', 'balance', 'sticky', 'health', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'tls'])
-  if (!Array.isArray(value.servers) || value.servers.length === 0) fail(`${path}.servers`, 'must be a non-empty array of URLs or { url, weight }')
-  const servers = value.servers.map((s, i) => normalizeServer(s, `${path}.servers[${i}]`))
+  if (!Array.isArray(value.servers) || value.servers.length === 0) fail(serversPath, 'must be a non-empty array of URLs or { url, weight }')
+  const servers = value.servers.map((s, i) => normalizeServer(s, single ? serversPath : `${serversPath}[${i}]`))
   const seen = new Set<string>()
   for (const [i, s] of servers.entries()) {
-    if (seen.has(s.url)) fail(`${path}.servers[${i}]`, `repeats ${s.url}; list each server once and use weight`)
+    if (seen.has(s.url)) fail(`${serversPath}[${i}]`, `repeats ${s.url}; list each server once and use weight`)
     seen.add(s.url)
   }
-  if (servers.every((s) => s.backup)) fail(`${path}.servers`, 'must have at least one server that is not a backup')
+  if (servers.every((s) => s.backup)) fail(serversPath, 'must have at least one server that is not a backup')
 
   let sticky: NormalizedUpstream['sticky'] = { engineIo: false, cookie: null }
   if (value.sticky !== undefined) {
@@ -210,7 +223,14 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     sticky = { engineIo: value.sticky.engineIo ?? false, cookie: cookieSpec }
   }
   if (value.tls !== undefined && !isObject(value.tls)) fail(`${path}.tls`, 'must be { ca?, rejectUnauthorized?, servername? }')
-  if (value.tls !== undefined) checkKeys(value.tls, `${path}.tls`, ['ca', 'rejectUnauthorized', 'servername'])
+  if (value.tls !== undefined) {
+    checkKeys(value.tls, `${path}.tls`, ['ca', 'rejectUnauthorized', 'servername'])
+    const { ca, rejectUnauthorized, servername } = value.tls
+    const isPem = (c: unknown): boolean => typeof c === 'string' || Buffer.isBuffer(c)
+    if (ca !== undefined && !isPem(ca) && !(Array.isArray(ca) && ca.every(isPem))) fail(`${path}.tls.ca`, 'must be a PEM string, a Buffer, or a list of them')
+    if (rejectUnauthorized !== undefined && typeof rejectUnauthorized !== 'boolean') fail(`${path}.tls.rejectUnauthorized`, 'must be a boolean')
+    if (servername !== undefined && (typeof servername !== 'string' || servername === '')) fail(`${path}.tls.servername`, 'must be a host name')
+  }
 
   return {
     name,
@@ -228,9 +248,13 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
 
 function normalizeHost (value: unknown, path: string): HostMatcher {
   if (value === undefined) return { kind: 'any' }
-  if (value instanceof RegExp) return { kind: 'regexp', re: value }
+  // Without g and y: a RegExp with either keeps lastIndex between test() calls and would match every other request.
+  if (value instanceof RegExp) return { kind: 'regexp', re: value.global || value.sticky ? new RegExp(value.source, value.flags.replace(/[gy]/g, '')) : value }
   if (typeof value !== 'string' || value === '' || /[\s/]/.test(value)) fail(path, "must be a host name, '*.example.com' or a RegExp")
   const host = value.toLowerCase()
+  // Routes match the Host header's name only (as nginx server_name does), so a port here could never match.
+  if (/:\d*$/.test(host) && !host.endsWith(']')) fail(path, `must be a host name without a port (got ${JSON.stringify(value)}); the port of the Host header is ignored`)
+  if (host.includes('*') && !/^\*\.[^*]+$/.test(host)) fail(path, `may use * only as a whole first label, as in '*.example.com' (got ${JSON.stringify(value)})`)
   if (host.startsWith('*.')) return { kind: 'suffix', suffix: host.slice(1) }
   return { kind: 'exact', host }
 }
@@ -248,16 +272,9 @@ function normalizeRoute (value: RouteOptions, path: string, pools: ReadonlySet<s
 }
 
 function normalizeTrust (value: unknown): TrustPredicate {
-  if (value === undefined) return compileTrust(false)
-  if (typeof value === 'boolean') return compileTrust(value)
-  if (typeof value === 'number') return compileTrust(integer(value, 'trustProxy', 0, 0, ' (hops)'))
-  if (Array.isArray(value)) {
-    for (const [i, entry] of value.entries()) {
-      if (typeof entry !== 'string' || !isValidTrustEntry(entry)) fail(`trustProxy[${i}]`, 'must be an IP address, a CIDR, or loopback / linklocal / uniquelocal')
-    }
-    return compileTrust(value as string[])
-  }
-  fail('trustProxy', 'must be a boolean, a hop count, or a list of addresses and CIDRs')
+  // compileTrust() validates while it compiles, names the entry at fault (trustProxy[1]) and answers a
+  // comma-separated string with the list to write instead.
+  return compileTrust((value ?? false) as boolean | number | string[], 'trustProxy')
 }
 
 function normalizeStatus (value: unknown): NormalizedOptions['status'] {
@@ -306,8 +323,9 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     }
     upstreamSpecs = options.upstreams as Record<string, UpstreamOptions>
   }
-  const upstreams = Object.entries(upstreamSpecs).map(([name, spec]) =>
-    normalizeUpstream(name, spec, options.target !== undefined ? 'target' : `upstreams.${name}`, timeouts.connect))
+  const upstreams = Object.entries(upstreamSpecs).map(([name, spec]) => options.target === undefined
+    ? normalizeUpstream(name, spec, `upstreams.${name}`, timeouts.connect)
+    : normalizeUpstream(name, spec, 'target', timeouts.connect, 'target', !Array.isArray(options.target)))
   const poolNames = new Set(upstreams.map((u) => u.name))
 
   let routes: NormalizedRoute[]

@@ -46,17 +46,26 @@ export function stripPathPrefix (prefix: string, path: string): string {
   return rest === '' || rest.startsWith('?') ? `/${rest}` : rest
 }
 
+/** nginx's `server_name` order: exact names, then wildcards (longest first), then regular expressions; any host last. */
+const HOST_RANK: Readonly<Record<HostMatcher['kind'], number>> = { exact: 0, suffix: 1, regexp: 2, any: 3 }
+
+function compareHosts (a: HostMatcher, b: HostMatcher): number {
+  const rank = HOST_RANK[a.kind] - HOST_RANK[b.kind]
+  if (rank !== 0) return rank
+  return a.kind === 'suffix' && b.kind === 'suffix' ? b.suffix.length - a.suffix.length : 0
+}
+
 /**
- * Compile routes the way nginx picks a `server` and then a `location`: routes
- * naming a matching host win over any-host routes, and within each group the
- * longest path prefix wins. Sorted once, so a match is a linear scan that
- * stops at the first hit.
+ * Compile routes the way nginx picks a `server` and then a `location`: an
+ * exact host beats a `*.` wildcard (the longer one first), which beats a
+ * RegExp, which beats any host; within one host the longest path prefix
+ * wins. A request whose host matches but none of that host's paths falls
+ * through to the next host that matches. Sorted once (stable, so equal
+ * routes keep their order), so a match is a linear scan that stops at the
+ * first hit.
  */
 export function compileRoutes (routes: readonly NormalizedRoute[]): RouteTable {
-  const sorted = [...routes].sort((a, b) => {
-    const hostRank = Number(a.host.kind === 'any') - Number(b.host.kind === 'any')
-    return hostRank !== 0 ? hostRank : b.path.length - a.path.length
-  })
+  const sorted = [...routes].sort((a, b) => compareHosts(a.host, b.host) || b.path.length - a.path.length)
   return {
     match (host, path) {
       const name = hostName(host)

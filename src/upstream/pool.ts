@@ -1,6 +1,8 @@
 import { createBalancer } from '../balance/index.js'
+import { Stickiness } from '../balance/stickiness.js'
 import { normalizeServer, type NormalizedUpstream } from '../options.js'
 import { UpstreamServer } from './server.js'
+import { drainServer, undrainServer, type DrainOptions } from '../drain.js'
 import type { Balancer, PickContext } from '../balance/types.js'
 import type { ServerOption } from '../types.js'
 
@@ -20,20 +22,32 @@ export class Pool {
   backups: readonly UpstreamServer[]
   private readonly balancer: Balancer
   private readonly onState: StateListener
+  /** Sticky sessions (`sticky` option), consulted before the balancer; null when the pool has none. */
+  readonly sticky: Stickiness | null
+  /** Told when `remove()` takes a server out, so the gateway can release its connections. */
+  private readonly onRemove: ((server: UpstreamServer) => void) | undefined
+  /** `servers`, cached for the tiers it was built from (the cookie table is cached per array). */
+  private all: { primaries: readonly UpstreamServer[], backups: readonly UpstreamServer[], servers: readonly UpstreamServer[] } | undefined
 
-  constructor (spec: NormalizedUpstream, onState: StateListener) {
+  constructor (spec: NormalizedUpstream, onState: StateListener, onRemove?: (server: UpstreamServer) => void) {
     this.name = spec.name
     this.spec = spec
     this.onState = onState
+    this.onRemove = onRemove
     this.balancer = createBalancer(spec.balance)
+    this.sticky = Stickiness.enabled(spec.sticky) ? new Stickiness(spec.sticky, () => this.servers) : null
     const servers = spec.servers.map((s) => new UpstreamServer(s))
     this.primaries = servers.filter((s) => !s.backup)
     this.backups = servers.filter((s) => s.backup)
   }
 
-  /** Every server, primaries first. */
+  /** Every server, primaries first. The same array until membership changes. */
   get servers (): readonly UpstreamServer[] {
-    return [...this.primaries, ...this.backups]
+    const all = this.all
+    if (all !== undefined && all.primaries === this.primaries && all.backups === this.backups) return all.servers
+    const servers = [...this.primaries, ...this.backups]
+    this.all = { primaries: this.primaries, backups: this.backups, servers }
+    return servers
   }
 
   /** The server with this URL (any spelling `new URL()` normalises to the same origin). */
@@ -48,9 +62,17 @@ export class Pool {
    * every remaining server is out only because of passive failures, the one
    * that failed longest ago is probed rather than refusing everybody until
    * `failTimeout` runs out (nginx answers 502 for that long).
+   *
+   * A request pinned by stickiness (cookie or engine.io `sid`) goes to its
+   * server while that server is `availableForSticky` (draining included) and
+   * not in `exclude`; otherwise it is balanced like any other.
    */
   pick (ctx: PickContext, exclude?: ReadonlySet<UpstreamServer>): UpstreamServer | undefined {
     const now = ctx.now
+    if (this.sticky !== null) {
+      const pinned = this.sticky.lookup(ctx.req)
+      if (pinned !== undefined && pinned.availableForSticky(now) && exclude?.has(pinned) !== true) return pinned
+    }
     const usable = exclude === undefined || exclude.size === 0
       ? (s: UpstreamServer) => s.available(now)
       : (s: UpstreamServer) => s.available(now) && !exclude.has(s)
@@ -111,6 +133,8 @@ export class Pool {
     if (server === undefined) return undefined
     this.primaries = this.primaries.filter((s) => s !== server)
     this.backups = this.backups.filter((s) => s !== server)
+    this.sticky?.forgetServer(server)
+    this.onRemove?.(server)
     return server
   }
 
@@ -122,6 +146,20 @@ export class Pool {
   /** Put a server taken out by hand back in. */
   markUp (url: string): boolean {
     return this.setAdmin(url, false)
+  }
+
+  /**
+   * Drain a server: no new sessions from now on (sticky ones continue), its
+   * open tunnels run for up to `timeout` ms (default 10 s) and are then ended.
+   * Resolves with true once it has no open tunnels; false when unknown.
+   */
+  drain (url: string, options?: DrainOptions): Promise<boolean> {
+    return drainServer(this, url, options)
+  }
+
+  /** Let a drained server take new sessions again; stops a drain still waiting. */
+  undrain (url: string): boolean {
+    return undrainServer(this, url)
   }
 
   private setAdmin (url: string, down: boolean): boolean {
