@@ -16,10 +16,10 @@
  * first connection, and stripped of it as Express strips it for HTTP.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { createRequire } from 'node:module'
 import type ServeStatic from 'serve-static'
 import { createGateway, Gateway, mountUpgrades, normalizeMountPath, type GatewayOptions } from '../src/index.js'
 import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathOf, type AssetsOptions } from './assets.js'
+import { requirePeer } from './peer.js'
 
 export type { AssetsOptions, Expires } from './assets.js'
 
@@ -246,19 +246,6 @@ export function listen (app: ListenableApp, ...args: unknown[]): Server {
 /** An Express middleware serving static files. */
 export type AssetsMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void
 
-const require = createRequire(import.meta.url)
-
-function loadServeStatic (): typeof ServeStatic {
-  try {
-    return require('serve-static') as typeof ServeStatic
-  } catch (err) {
-    if ((err as { code?: string }).code === 'MODULE_NOT_FOUND') {
-      throw new Error("sockgate/express: assets() needs the 'serve-static' package (npm install serve-static)", { cause: err })
-    }
-    throw err
-  }
-}
-
 /**
  * Serve the files under `dir`, as nginx's `location /assets { alias dir; expires max; }`:
  * `app.use('/assets', assets(dir, { expires: 'max' }))`. Built on serve-static.
@@ -271,7 +258,7 @@ function loadServeStatic (): typeof ServeStatic {
 export function assets (dir: string, options?: AssetsOptions): AssetsMiddleware {
   const root = checkRoot(dir, 'assets(dir)')
   const { expires, index } = normalizeAssetsOptions(options, 'assets(dir, options)')
-  const serve = loadServeStatic()(root, {
+  const serve = requirePeer<typeof ServeStatic>('express', 'assets()', 'serve-static')(root, {
     index: index === false ? false : [index],
     redirect: false,
     fallthrough: false,

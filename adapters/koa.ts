@@ -13,10 +13,10 @@
  * middleware has an upgrade side too: `attach(server)`.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import { createRequire } from 'node:module'
 import type KoaSend from 'koa-send'
 import { createGateway, Gateway, InvalidOptionError, mountUpgrades, normalizeMountPath, type GatewayOptions } from '../src/index.js'
 import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathBelow, pathOf, type AssetsOptions } from './assets.js'
+import { requirePeer } from './peer.js'
 
 export type { AssetsOptions, Expires } from './assets.js'
 
@@ -189,19 +189,6 @@ export function listen (app: ListenableApp, ...args: unknown[]): Server {
   return server
 }
 
-const require = createRequire(import.meta.url)
-
-function loadKoaSend (): typeof KoaSend {
-  try {
-    return require('koa-send') as typeof KoaSend
-  } catch (err) {
-    if ((err as { code?: string }).code === 'MODULE_NOT_FOUND') {
-      throw new Error("sockgate/koa: assets() needs the 'koa-send' package (npm install koa-send)", { cause: err })
-    }
-    throw err
-  }
-}
-
 /**
  * Serve the files under `dir` at `prefix`, as nginx's
  * `location /assets { alias dir; expires max; }`:
@@ -219,7 +206,7 @@ export function assets (prefix: string, dir: string, options?: AssetsOptions): K
   if (mount === undefined) throw new InvalidOptionError('assets(prefix)', "must be a plain path prefix such as '/assets'")
   const root = checkRoot(dir, 'assets(prefix, dir)')
   const { expires, index } = normalizeAssetsOptions(options, 'assets(prefix, dir, options)')
-  const send = loadKoaSend()
+  const send = requirePeer<typeof KoaSend>('koa', 'assets()', 'koa-send')
   return async function sockgateAssets (ctx: KoaContext, next: Next): Promise<void> {
     const rest = pathBelow(mount, ctx.path)
     if (rest === undefined) {
