@@ -17,11 +17,12 @@ import type { UpstreamTlsOptions } from './types.js'
 export const REPLAYABLE_BODY = 65_536
 
 /** A request body as it will be sent: nothing, a buffer (replayable), or a stream (sent once). */
-export type RequestBody = null | Buffer | Transform
+export type RequestBody = null | Buffer | BodyLimit
 
 /** Counts a streamed body and fails it once it runs past the limit. */
-class BodyLimit extends Transform {
-  private seen = 0
+export class BodyLimit extends Transform {
+  /** Bytes that went through so far. */
+  seen = 0
   constructor (private readonly limit: number) {
     super()
   }
@@ -60,6 +61,10 @@ export async function readBody (req: IncomingMessage, limit: number): Promise<Re
 /** The server's origin as undici accepts it: `ws:`/`wss:` servers take plain requests over `http:`/`https:`. */
 function httpOrigin (server: UpstreamServer): string {
   return server.url.startsWith('ws') ? `http${server.url.slice(2)}` : server.url
+}
+
+function bodyLength (body: RequestBody): number {
+  return body === null ? 0 : Buffer.isBuffer(body) ? body.length : body.seen
 }
 
 /** Map an undici failure to what the client and operator are told. */
@@ -158,6 +163,7 @@ export class Forwarder {
           res.writeHead(statusCode, statusMessage ?? '', out)
         },
         onResponseData (c, chunk) {
+          server.bytesOut += chunk.length
           if (firstChunk !== undefined) {
             firstChunk(status, chunk)
             firstChunk = undefined
@@ -168,10 +174,12 @@ export class Forwarder {
           }
         },
         onResponseEnd () {
+          server.bytesIn += bodyLength(fr.body)
           res.removeListener('close', onClientClose)
           res.end()
         },
         onResponseError (_c, err) {
+          server.bytesIn += bodyLength(fr.body)
           res.removeListener('close', onClientClose)
           const error = classify(err, server, requestMs, connectMs)
           if (started) {

@@ -321,8 +321,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const tunnel = new Tunnel(client, upstream, server, info, this.options.timeouts.idle, (t, event) => {
       this.tunnels.delete(t)
       server.activeTunnels--
-      server.bytesIn += event.bytesIn
-      server.bytesOut += event.bytesOut
       this.emit('tunnel:close', event)
     })
     this.tunnels.add(tunnel)
@@ -356,6 +354,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** A plain-data snapshot of every pool and server and the open tunnels. */
   status (): GatewayStatus {
+    this.settleTunnelBytes()
     const now = Date.now()
     const pools: GatewayStatus['pools'] = {}
     for (const [name, pool] of this.pools) pools[name] = { servers: pool.servers.map((s) => s.snapshot(now)) }
@@ -368,7 +367,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * own or to append to prom-client's `register.metrics()`.
    */
   metrics (): string {
+    this.settleTunnelBytes()
     return renderPrometheus(this.pools.values(), this.tunnels.size)
+  }
+
+  private settleTunnelBytes (): void {
+    for (const t of this.tunnels) t.settle()
   }
 
   /**

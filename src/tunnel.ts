@@ -25,6 +25,9 @@ export class Tunnel {
   /** Bytes already written before the tunnel began (the handshake heads), not counted as traffic. */
   private readonly clientBase: number
   private readonly upstreamBase: number
+  /** Bytes already added to the server's counters by `settle()`. */
+  private settledIn = 0
+  private settledOut = 0
   private reason: TunnelCloseReason | undefined
   private error: Error | undefined
   private closedSides = 0
@@ -87,15 +90,28 @@ export class Tunnel {
     this.finish()
   }
 
-  private finish (): void {
+  /**
+   * Add the bytes moved since the last call to the server's counters, so the
+   * status page and metrics see long-lived tunnels while they run. Read off
+   * the sockets' own counters: the data path pays nothing per chunk.
+   */
+  settle (): void {
     const c = this.client as Partial<Socket>
     const bytesIn = this.upstream.bytesWritten - this.upstreamBase
     const bytesOut = (c.bytesWritten ?? 0) - this.clientBase
+    this.server.bytesIn += bytesIn - this.settledIn
+    this.server.bytesOut += bytesOut - this.settledOut
+    this.settledIn = bytesIn
+    this.settledOut = bytesOut
+  }
+
+  private finish (): void {
+    this.settle()
     this.onClose(this, {
       ...this.info,
       reason: this.reason ?? 'client-closed',
-      bytesIn,
-      bytesOut,
+      bytesIn: this.settledIn,
+      bytesOut: this.settledOut,
       durationMs: Date.now() - this.startedAt,
       ...(this.error === undefined ? {} : { error: this.error }),
     })

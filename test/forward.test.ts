@@ -603,3 +603,16 @@ test('forward: Socket.IO over engine.io long-polling works through the gateway',
   assert.deepEqual(events.errors, [])
   assert.equal(events.opened.length, 0)
 })
+
+test('forward: status() counts request and response body bytes', async (t) => {
+  const upstream = await httpUpstream(t, (req, res) => {
+    req.resume()
+    req.on('end', () => res.end('x'.repeat(5000)))
+  })
+  const { url, gateway } = await gatewayServer(t, { target: upstream.url })
+  const response = await fetch(url + '/count', { method: 'POST', body: 'y'.repeat(3000) })
+  assert.equal((await response.text()).length, 5000)
+  const [server] = gateway.status().pools.default!.servers
+  assert.equal(server!.bytesIn, 3000)
+  assert.equal(server!.bytesOut, 5000)
+})

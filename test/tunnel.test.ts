@@ -224,3 +224,14 @@ test('tunnel: close({ drain }) resolves early once the last tunnel has closed by
   assert.equal(events.closed.length, 1)
   assert.notEqual(events.closed[0]!.reason, 'drained')
 })
+
+test('tunnel: status() counts the bytes of a tunnel that is still open', async (t) => {
+  const { url, gateway } = await echoThroughGateway(t)
+  const ws = await openWs(t, url + '/live')
+  const payload = randomBytes(64 * 1024)
+  await roundTrip(ws, payload)
+  const [server] = gateway.status().pools.default!.servers
+  assert.equal(gateway.status().tunnels.open, 1)
+  assert.ok(server!.bytesIn >= payload.length, `bytesIn ${server!.bytesIn}`)
+  assert.ok(server!.bytesOut >= payload.length, `bytesOut ${server!.bytesOut}`)
+})
