@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import {
-  BadRequestError, BadUpgradeError, ClientAbortedError, GatewayClosedError, SockgateError,
+  BadRequestError, BadUpgradeError, NoRouteError, ClientAbortedError, GatewayClosedError, SockgateError,
 } from './errors.js'
 import { withFailover } from './failover.js'
 import { Forwarder, readBody, type ForwardRequest } from './forward.js'
@@ -150,7 +150,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const route = this.routes.match(req.headers.host, url)
     if (route === undefined || req.method === undefined) {
       if (next !== undefined) next()
-      else sendError(res, new SockgateError('SOCKGATE_ERR_NO_ROUTE', 404, 'Not Found'))
+      else this.refuse(res, req, new NoRouteError(req.headers.host ?? '', url))
       return
     }
     if (this.closing !== undefined) return this.refuse(res, req, new GatewayClosedError())
@@ -158,11 +158,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       // The upstream comes from the route table only: never from an absolute-form target or a `//host` path.
       return this.refuse(res, req, new BadRequestError('the request target must be a path'))
     }
-    if (req.headers.upgrade !== undefined) {
-      // Node hands an upgrade without `Connection: upgrade` to the request handler; say what is missing.
-      return this.refuse(res, req, new BadUpgradeError('the Connection header must list "upgrade" ' +
-        '(a proxy in front dropped it: the old "Connection header value is not Upgrade" failure; with nginx: proxy_set_header Connection "upgrade")'))
-    }
+    if (req.headers.upgrade !== undefined) return this.refuse(res, req, upgradeAsRequest(req))
     this.forward(req, res, route).catch((err: unknown) => {
       // forward() handles its own failures; this is a last guard so nothing escapes as an unhandled rejection.
       res.destroy(err as Error)
@@ -434,6 +430,20 @@ function stickyHooks (sticky: Stickiness, req: IncomingMessage, peer: Peer, serv
     setCookie: sticky.setCookieFor(server, req, isSecureClient(req, peer.encrypted, peer.trusted)),
     onFirstChunk: sticky.sessions === null ? undefined : (status, chunk) => sticky.learnFromResponse(url, server, status, chunk),
   }
+}
+
+/**
+ * Node hands an upgrade to the request handler when the request lacks
+ * `Connection: upgrade`, or when the server has no 'upgrade' listener at all;
+ * say which, since the fixes differ.
+ */
+function upgradeAsRequest (req: IncomingMessage): BadUpgradeError {
+  const connection = req.headers.connection ?? ''
+  if (connection.split(',').some((t) => t.trim().toLowerCase() === 'upgrade')) {
+    return new BadUpgradeError('this server has no upgrade handler; call gateway.attach(server) (or the adapter\'s attach/listen) before it takes connections')
+  }
+  return new BadUpgradeError('the Connection header must list "upgrade" ' +
+    '(a proxy in front dropped it: the old "Connection header value is not Upgrade" failure; with nginx: proxy_set_header Connection "upgrade")')
 }
 
 function stripMapped (address: string): string {

@@ -8,7 +8,7 @@ import { io as ioClient } from 'socket.io-client'
 import { createGateway } from '../src/index.js'
 import {
   eventually, gatewayServer, httpUpstream, listen, parseAnswer, rawExchange, rawUpstream, recordEvents, refusedUrl,
-  socketIoUpstream, watchForCrashes,
+  socketIoUpstream, upgradeRequest, watchForCrashes,
 } from './helpers/servers.js'
 
 // Every failure below must reach the client as a status or a cut connection, never as an uncaught exception.
@@ -615,4 +615,26 @@ test('forward: status() counts request and response body bytes', async (t) => {
   const [server] = gateway.status().pools.default!.servers
   assert.equal(server!.bytesIn, 3000)
   assert.equal(server!.bytesOut, 5000)
+})
+
+test('forward: a websocket upgrade on a server the gateway was never attached to gets a 400 naming attach()', async (t) => {
+  const upstream = await httpUpstream(t, (_req, res) => { res.end('never') })
+  const gateway = createGateway({ target: upstream.url })
+  t.after(() => gateway.close())
+  const server = http.createServer((req, res) => gateway.handleRequest(req, res))
+  const port = await listen(t, server)
+  const answer = await rawExchange(port, upgradeRequest('/socket.io/?EIO=4&transport=websocket'))
+  assert.match(answer.text, /^HTTP\/1\.1 400 /)
+  assert.match(answer.text, /attach\(server\)/)
+})
+
+test('forward: an unmatched request without next() gets 404', async (t) => {
+  const upstream = await httpUpstream(t, (_req, res) => { res.end('never') })
+  const gateway = createGateway({ upstreams: { a: { servers: [upstream.url] } }, routes: [{ path: '/only', upstream: 'a' }] })
+  t.after(() => gateway.close())
+  const server = http.createServer((req, res) => gateway.handleRequest(req, res))
+  const port = await listen(t, server)
+  const response = await fetch(`http://127.0.0.1:${port}/elsewhere`)
+  assert.equal(response.status, 404)
+  assert.match(await response.text(), /No route matches/)
 })
