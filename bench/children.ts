@@ -17,7 +17,7 @@ export type StartResult =
 /** A running Node child that speaks measure.ts's stats protocol. */
 export class NodeChild {
   readonly #proc: ChildProcess
-  readonly #pending = new Map<number, (stats: ProcStats) => void>()
+  readonly #pending = new Map<number, { resolve: (stats: ProcStats) => void, reject: (err: Error) => void }>()
   #nextId = 1
   /** Last characters the child wrote to stdout/stderr, for error reports. */
   tail = ''
@@ -26,8 +26,13 @@ export class NodeChild {
     this.#proc = proc
     proc.on('message', (msg: StatsReply) => {
       if (typeof msg?.id !== 'number') return
-      this.#pending.get(msg.id)?.(msg.stats)
+      this.#pending.get(msg.id)?.resolve(msg.stats)
       this.#pending.delete(msg.id)
+    })
+    // A child that dies mid-window fails that window now, not after the request timeout.
+    proc.on('exit', (code, signal) => {
+      for (const { reject } of this.#pending.values()) reject(new Error(`child ${this.pid} exited (${signal ?? code})`))
+      this.#pending.clear()
     })
     const keep = (chunk: Buffer): void => { this.tail = (this.tail + chunk.toString()).slice(-TAIL_CHARS) }
     proc.stdout?.on('data', keep)
@@ -47,7 +52,10 @@ export class NodeChild {
         this.#pending.delete(id)
         reject(new Error(`child ${this.pid} did not answer '${cmd}' within ${REQUEST_TIMEOUT_MS} ms`))
       }, REQUEST_TIMEOUT_MS)
-      this.#pending.set(id, (stats) => { clearTimeout(timer); resolve(stats) })
+      this.#pending.set(id, {
+        resolve: (stats) => { clearTimeout(timer); resolve(stats) },
+        reject: (err) => { clearTimeout(timer); reject(err) },
+      })
       const request: StatsRequest = { id, cmd }
       this.#proc.send(request)
     })

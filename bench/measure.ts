@@ -46,13 +46,23 @@ export function ownStats (accepted?: number): ProcStats {
  * without it the figures are taken without collecting first.
  */
 export function serveStats (accepted: () => number | undefined = () => undefined): void {
+  const reply = (id: number): void => {
+    const message: StatsReply = { id, stats: ownStats(accepted()) }
+    process.send?.(message)
+  }
   process.on('message', (msg: StatsRequest) => {
-    if (msg.cmd === 'gc') {
-      const gc = (globalThis as { gc?: () => void }).gc
-      gc?.()
+    const gc = (globalThis as { gc?: () => void }).gc
+    if (msg.cmd !== 'gc' || !gc) {
+      reply(msg.id)
+      return
     }
-    const reply: StatsReply = { id: msg.id, stats: ownStats(accepted()) }
-    process.send?.(reply)
+    // Two full collections with a pause between them, so that finalizers run and
+    // the sweeper hands freed pages back before RSS is read.
+    gc()
+    setTimeout(() => {
+      gc()
+      reply(msg.id)
+    }, GC_PAUSE_MS)
   })
   // The parent going away (crash, Ctrl-C) must not leave this child running.
   process.on('disconnect', () => process.exit(0))
@@ -62,6 +72,8 @@ export function serveStats (accepted: () => number | undefined = () => undefined
 export function tellParent (event: ChildEvent): void {
   process.send?.(event)
 }
+
+const GC_PAUSE_MS = 100
 
 let clockTicks: number | undefined
 
@@ -111,6 +123,25 @@ export function readProcStats (pids: number[]): ProcStats {
     }
   }
   return total
+}
+
+/**
+ * CPU seconds the whole machine has spent busy since boot (every core, from
+ * /proc/stat): with this process's, the proxy's and the upstream's own CPU it
+ * tells how much other programs took during a window. Interrupt time is left
+ * out (loopback traffic is partly handled there, charged to no process, and
+ * would look like someone else's work); steal is counted (a neighbour VM).
+ * NaN where /proc is absent.
+ */
+export function machineBusySeconds (): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
+    // cpu  user nice system idle iowait irq softirq steal ...
+    const [user, nice, system, , , , , steal] = line.trim().split(/\s+/).slice(1).map(Number)
+    return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (steal ?? 0)) / ticksPerSecond()
+  } catch {
+    return NaN
+  }
 }
 
 function kib (status: string, field: string): number {

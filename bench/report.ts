@@ -17,11 +17,20 @@ export interface WindowResult {
   cpuSeconds?: number
   /** Proxy peak RSS so far (bytes); the proxy was started for this workload. */
   maxRss?: number
-  /** Idle workload: proxy RSS growth per open tunnel (bytes). */
+  /** Idle workload: proxy RSS growth per open tunnel, and the RSS readings it came from (bytes). */
   bytesPerTunnel?: number
+  rssBefore?: number
+  rssAfter?: number
   /** Upstream child's CPU seconds and accepted TCP connections during the window (diagnostics). */
   upstreamCpuSeconds?: number
   upstreamAccepted?: number
+  /** The load generator's (this process's) CPU seconds during the window. */
+  clientCpuSeconds?: number
+  /** Cores' worth of CPU used by other programs during the window (busy machine = noisy figures). */
+  otherCores?: number
+  /** Time spent opening connections before, and closing them after, the window (ms). */
+  setupMs?: number
+  teardownMs?: number
 }
 
 export interface SummaryRow {
@@ -41,6 +50,11 @@ export interface SummaryRow {
 
 export interface WorkloadResult {
   name: string
+  /** Wall-clock seconds the workload took, and the part spent starting its proxies (ms; 0 for idle, which starts one per measurement). */
+  seconds: number
+  startMs: number
+  /** Median cores' worth of CPU other programs used during the windows. */
+  otherCores: number
   title: string
   unit: string
   budget: number
@@ -50,6 +64,8 @@ export interface WorkloadResult {
 }
 
 const MB = 1e6
+/** Other programs' CPU use (in cores) past which a table says its figures are noisy. */
+const BUSY_CORES = 0.2
 
 function headline (workload: Workload, w: WindowResult): number {
   if (workload.kind === 'idle') return w.bytesPerTunnel ?? NaN
@@ -101,7 +117,7 @@ function budgetMark (workload: Workload, row: SummaryRow): string {
 }
 
 /** The table printed for one workload. */
-export function formatTable (workload: Workload, rows: SummaryRow[], unavailable: Record<string, string>): string {
+export function formatTable (workload: Workload, rows: SummaryRow[], unavailable: Record<string, string>, otherCores = 0): string {
   const idle = workload.kind === 'idle'
   const unit = idle ? 'KiB/tunnel' : workload.unit
   const header = idle
@@ -133,5 +149,8 @@ export function formatTable (workload: Workload, rows: SummaryRow[], unavailable
     `  ${budget}`,
   ]
   for (const [name, reason] of Object.entries(unavailable)) out.push(`  ${name}: unavailable: ${reason}`)
+  if (otherCores >= BUSY_CORES) {
+    out.push(`  note: other programs kept ${fmt(otherCores, 1)} cores busy during these windows (median): expect noisier figures`)
+  }
   return out.join('\n')
 }

@@ -32,31 +32,22 @@
  * on 127.0.0.1 port 0, and only processes started here are ever stopped.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { execFileSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import os from 'node:os'
 import { startNodeChild, type NodeChild } from './children.js'
 import { parseOptions, USAGE, type BenchOptions } from './options.js'
 import { findNginx } from './proxies/nginx.js'
-import { formatTable, summarize, type WindowResult, type WorkloadResult } from './report.js'
-import { startTarget, type Target } from './targets.js'
-import { measureIdle } from './workloads/idle.js'
+import { formatTable, type WorkloadResult } from './report.js'
+import { errorText, runWorkload } from './rounds.js'
+import type { Target } from './targets.js'
 import { WORKLOADS } from './workloads/index.js'
-import type { IdleWorkload, LoadWorkload, Workload } from './workloads/types.js'
 
-/** Pause between windows so the previous target's closing sockets don't land in the next window. */
-const SETTLE_MS = 150
 /** The whole run stops itself past this, whatever is hanging. */
 const WATCHDOG_MS = 20 * 60_000
 
 const running = new Set<Target>()
 let upstream: NodeChild | undefined
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-function errorText (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}
 
 async function stopEverything (): Promise<void> {
   await Promise.allSettled([...running].map((t) => t.stop()))
@@ -64,107 +55,17 @@ async function stopEverything (): Promise<void> {
   await upstream?.stop()
 }
 
-async function measureLoad (workload: LoadWorkload, target: Target, round: number, options: BenchOptions): Promise<WindowResult> {
-  const limits = { ...workload.limits, maxMs: Math.min(workload.limits.maxMs, (options.warmup + options.seconds) * 1000 + 30_000) }
-  let session
-  try {
-    session = await workload.start(target.port, limits)
-  } catch (err) {
-    return { round, target: target.name, failed: `start: ${errorText(err)}` }
-  }
-  try {
-    await sleep(options.warmup * 1000)
-    const [p0, u0] = await Promise.all([target.stats?.(), upstream!.stats()])
-    const ops0 = session.ops
-    const errors0 = session.errors
-    const t0 = performance.now()
-    await sleep(options.seconds * 1000)
-    const ops1 = session.ops
-    const errors1 = session.errors
-    const t1 = performance.now()
-    const [p1, u1] = await Promise.all([target.stats?.(), upstream!.stats()])
-    const seconds = (t1 - t0) / 1000
-    const ops = ops1 - ops0
-    if (ops === 0) return { round, target: target.name, failed: `no operation completed (${errors1 - errors0} errors)` }
-    return {
-      round,
-      target: target.name,
-      seconds,
-      ops,
-      errors: errors1 - errors0,
-      rate: ops / seconds,
-      cpuSeconds: p0 && p1 ? (p1.cpuUs - p0.cpuUs) / 1e6 : undefined,
-      maxRss: p1?.maxRss,
-      upstreamCpuSeconds: (u1.cpuUs - u0.cpuUs) / 1e6,
-      upstreamAccepted: (u1.accepted ?? 0) - (u0.accepted ?? 0),
-    }
-  } catch (err) {
-    return { round, target: target.name, failed: errorText(err) }
-  } finally {
-    await session.stop()
-  }
-}
-
-async function measureIdleRound (workload: IdleWorkload, target: Target, round: number, options: BenchOptions): Promise<WindowResult> {
-  if (!target.stats) return { round, target: target.name, failed: 'not a proxy (no process of its own to measure)' }
-  try {
-    const result = await measureIdle(target.port, target.stats, options.tunnels)
-    const after = await target.stats()
-    return { round, target: target.name, bytesPerTunnel: result.bytesPerTunnel, maxRss: after.maxRss }
-  } catch (err) {
-    return { round, target: target.name, failed: errorText(err) }
-  }
-}
-
-async function runWorkload (workload: Workload, options: BenchOptions, known: Record<string, string>, upstreamPort: number): Promise<WorkloadResult> {
-  const names = options.targets.filter((name) => !(name in known) && !(workload.kind === 'idle' && name === 'direct'))
-  const started = await Promise.all(names.map((name) => startTarget(name, upstreamPort)))
-  const targets: Target[] = []
-  for (const s of started) {
-    if (s.ok) {
-      targets.push(s.target)
-      running.add(s.target)
-    } else {
-      // A kind that cannot start now would not start for the next workload either.
-      known[s.name] = s.reason
-    }
-  }
-  const windows: WindowResult[] = []
-  try {
-    for (let round = 1; round <= options.rounds; round++) {
-      for (const target of targets) {
-        windows.push(workload.kind === 'load'
-          ? await measureLoad(workload, target, round, options)
-          : await measureIdleRound(workload, target, round, options))
-        await sleep(SETTLE_MS)
-      }
-      process.stdout.write(`  ${workload.name}: round ${round}/${options.rounds} done\r`)
-    }
-  } finally {
-    await Promise.allSettled(targets.map((t) => t.stop()))
-    targets.forEach((t) => running.delete(t))
-  }
-  const unavailable = Object.fromEntries(options.targets.filter((n) => n in known).map((n) => [n, known[n]!]))
-  return {
-    name: workload.name,
-    title: workload.title,
-    unit: workload.kind === 'idle' ? 'bytes/tunnel' : workload.unit,
-    budget: workload.kind === 'idle' ? workload.budgetBytes : workload.cpuBudget,
-    unavailable,
-    windows,
-    summary: summarize(workload, targets.map((t) => t.name), windows),
-  }
-}
-
 function nginxVersion (): string | undefined {
   const bin = findNginx()
   if (!bin) return undefined
-  try {
-    // nginx prints its version on stderr.
-    return execFileSync(bin, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() || undefined
-  } catch (err) {
-    return (err as { stderr?: string }).stderr?.trim()
-  }
+  // nginx prints its version on stderr.
+  const { stdout, stderr } = spawnSync(bin, ['-v'], { encoding: 'utf8', timeout: 5_000 })
+  return `${stdout ?? ''}${stderr ?? ''}`.trim().replace(/^nginx version: /, '') || bin
+}
+
+/** One-line progress on a terminal; nothing when the output goes to a file. */
+function progress (text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r${text.padEnd(70)}\r`)
 }
 
 function version (name: string): string {
@@ -199,9 +100,14 @@ async function main (): Promise<void> {
 
   const began = Date.now()
   const nginx = nginxVersion()
-  console.log(`sockgate bench: node ${process.version}, ${os.cpus().length} cores, ${options.rounds} rounds x ${options.seconds} s windows`)
+  const rounds = `${options.rounds} round${options.rounds === 1 ? '' : 's'} x ${options.seconds} s windows`
+  console.log(`sockgate bench: node ${process.version}, ${os.cpus().length} cores, ${rounds}${options.quick ? ' (--quick: a smoke test, figures are rough)' : ''}`)
   console.log(`nginx: ${nginx ?? 'not installed, skipped (apt-get install -y nginx-light to include it)'}`)
-  console.log('Client, proxy and upstream share this machine\'s cores: ratios to direct are capped; steer by proxy CPU per 100k ops.\n')
+  console.log('Client, proxy and upstream share this machine\'s cores: ratios to direct are capped; steer by proxy CPU per 100k ops.')
+  const loadAtStart = os.loadavg()
+  const load = loadAtStart[0]!
+  if (load > os.cpus().length / 2) console.log(`note: load average is ${load.toFixed(1)} before starting; other work on this machine will add noise`)
+  console.log('')
 
   const up = await startNodeChild(fileURLToPath(new URL('./upstreams.ts', import.meta.url)), [])
   if (!up.ok) {
@@ -212,14 +118,14 @@ async function main (): Promise<void> {
   }
   upstream = up.child
 
-  const known: Record<string, string> = {}
+  const ctx = { options, upstream: up.child, upstreamPort: up.port, unavailable: {}, running, progress }
   const results: WorkloadResult[] = []
   try {
     for (const workload of WORKLOADS.filter((w) => options.workloads.includes(w.name))) {
-      const result = await runWorkload(workload, options, known, up.port)
+      const result = await runWorkload(workload, ctx)
       results.push(result)
-      process.stdout.write(' '.repeat(60) + '\r')
-      console.log(formatTable(workload, result.summary, result.unavailable) + '\n')
+      progress('')
+      console.log(formatTable(workload, result.summary, result.unavailable, result.otherCores) + '\n')
     }
   } finally {
     await stopEverything()
@@ -234,10 +140,14 @@ async function main (): Promise<void> {
     seconds: (Date.now() - began) / 1000,
     machine: { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}` },
     versions: { nginx, ws: version('ws'), 'socket.io': version('socket.io'), 'http-proxy-middleware': version('http-proxy-middleware'), 'http-proxy': version('http-proxy'), undici: version('undici') },
+    loadAverageAtStart: loadAtStart,
     options,
     workloads: results,
   }, null, 2) + '\n')
   console.log(`raw results: ${file} (run took ${Math.round((Date.now() - began) / 1000)} s)`)
+  // Everything started here is stopped; should a client library still hold a
+  // handle (a timer, a half-closed socket), don't let it hold the terminal too.
+  setTimeout(() => process.exit(), 2_000).unref()
 }
 
 await main()

@@ -93,12 +93,22 @@ export class NginxProcess {
 
   stats (): ProcStats { return readProcStats(this.workers()) }
 
-  /** SIGQUIT (graceful), then SIGKILL to the master's own PID; the temp dir is removed. */
+  /**
+   * SIGTERM (nginx's fast shutdown: open connections are closed, not waited for;
+   * a graceful SIGQUIT would wait for pending long-polls). If that takes too long,
+   * SIGKILL the workers and the master, by the PIDs of this nginx only. The temp dir is removed.
+   */
   async stop (): Promise<void> {
+    const workers = this.workers()
     if (this.alive) {
       const exited = new Promise<void>((resolve) => this.#proc.once('exit', () => resolve()))
-      this.#proc.kill('SIGQUIT')
-      const timer = setTimeout(() => { if (this.alive) this.#proc.kill('SIGKILL') }, STOP_TIMEOUT_MS)
+      this.#proc.kill('SIGTERM')
+      const timer = setTimeout(() => {
+        for (const pid of workers) {
+          try { process.kill(pid, 'SIGKILL') } catch {}
+        }
+        if (this.alive) this.#proc.kill('SIGKILL')
+      }, STOP_TIMEOUT_MS)
       await exited
       clearTimeout(timer)
     }

@@ -1,21 +1,53 @@
 /** Socket.IO emit-with-ack loops, over long-polling only and over WebSocket only. */
+import { Agent, type ClientRequestArgs } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { io, type Socket } from 'socket.io-client'
 import type { LoadWorkload, Limits, Session } from './types.js'
-import { waitUntil } from './wait.js'
+import { sleep, waitUntil } from './wait.js'
 
 const CLIENTS = 10
 const CONNECT_TIMEOUT_MS = 5_000
 const ACK_TIMEOUT_MS = 5_000
 const DRAIN_MS = 500
+const CLOSE_GRACE_MS = 100
+
+/**
+ * A keep-alive agent that remembers every connection it made. Node's
+ * Agent.destroy() misses requests issued while the engines shut down (the
+ * polling close packet is such a request), so stop() destroys them all itself.
+ */
+class TrackingAgent extends Agent {
+  readonly #all = new Set<Duplex>()
+
+  override createConnection (options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+    const socket = super.createConnection(options, callback)
+    if (socket) {
+      this.#all.add(socket)
+      socket.once('close', () => this.#all.delete(socket))
+    }
+    return socket
+  }
+
+  destroyAll (): void {
+    this.destroy()
+    for (const socket of this.#all) socket.destroy()
+    this.#all.clear()
+  }
+}
 const PAYLOAD = 'x'.repeat(64)
 
-function connect (port: number, transport: 'polling' | 'websocket'): Promise<Socket> {
+function connect (port: number, transport: 'polling' | 'websocket', agent: TrackingAgent): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = io(`http://127.0.0.1:${port}`, {
       transports: [transport],
       forceNew: true,
       reconnection: false,
       timeout: CONNECT_TIMEOUT_MS,
+      // Without an agent the Node polling transport opens a new connection per request
+      // (Connection: close); browsers keep their connections alive, so the bench does too.
+      agent: agent as unknown as string,
+      // A client left behind by a failed window must not keep the bench process alive.
+      autoUnref: true,
     })
     socket.once('connect', () => { socket.off('connect_error'); resolve(socket) })
     socket.once('connect_error', (err) => { socket.disconnect(); reject(err) })
@@ -23,11 +55,13 @@ function connect (port: number, transport: 'polling' | 'websocket'): Promise<Soc
 }
 
 async function startAcks (port: number, transport: 'polling' | 'websocket', limits: Limits): Promise<Session> {
+  const agent = new TrackingAgent({ keepAlive: true })
   const sockets: Socket[] = []
   try {
-    for (let i = 0; i < CLIENTS; i++) sockets.push(await connect(port, transport))
+    for (let i = 0; i < CLIENTS; i++) sockets.push(await connect(port, transport, agent))
   } catch (err) {
     sockets.forEach((socket) => socket.disconnect())
+    agent.destroyAll()
     throw err
   }
   let ops = 0
@@ -59,6 +93,9 @@ async function startAcks (port: number, transport: 'polling' | 'websocket', limi
       clearTimeout(hardStop)
       await waitUntil(() => inFlight === 0, DRAIN_MS)
       sockets.forEach((socket) => socket.disconnect())
+      // Give the close packets a moment to reach the server, then drop every connection.
+      await sleep(CLOSE_GRACE_MS)
+      agent.destroyAll()
     },
   }
 }
