@@ -55,7 +55,7 @@ export interface HealthOptions {
 
 /** TLS settings used when connecting to `https:`/`wss:` upstreams. */
 export interface UpstreamTlsOptions {
-  /** Extra CA certificates to trust (PEM). Default: Node's bundled CAs. */
+  /** CA certificates to trust (PEM); like Node's own `ca`, they replace the bundled CAs. Default: Node's bundled CAs. */
   ca?: string | Buffer | Array<string | Buffer>
   /** Verify the upstream's certificate. Default: `true`. */
   rejectUnauthorized?: boolean
