@@ -21,8 +21,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --only=a,b           workloads: ${WORKLOADS.map((w) => w.name).join(', ')}
   --targets=a,b        targets: ${ALL_TARGETS.join(', ')}
   --rounds=N           rounds per workload (default 3, quick 1)
-  --seconds=S          measured seconds per window (default 1.2, quick 0.5)
-  --warmup=S           unmeasured seconds before each window (default 0.25, quick 0.2)
+  --seconds=S          measured seconds per window (default 1.2, quick 0.4)
+  --warmup=S           unmeasured seconds before each window (default 0.25, quick 0.15)
   --tunnels=N          idle tunnels for idle-rss (default 1000)
   --help`
 
@@ -46,9 +46,9 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
   const quick = argv.includes('--quick')
   const options: BenchOptions = {
     rounds: quick ? 1 : 3,
-    seconds: quick ? 0.5 : 1.2,
-    warmup: quick ? 0.2 : 0.25,
-    firstWarmup: quick ? 0.2 : 0.4,
+    seconds: quick ? 0.4 : 1.2,
+    warmup: quick ? 0.15 : 0.25,
+    firstWarmup: quick ? 0.15 : 0.4,
     workloads: WORKLOADS.map((w) => w.name),
     targets: [...ALL_TARGETS],
     tunnels: 1000,

@@ -17,8 +17,14 @@ import { childPids, readProcStats, type ProcStats } from '../measure.js'
 const START_TIMEOUT_MS = 10_000
 const STOP_TIMEOUT_MS = 3_000
 
-/** Path of the nginx binary, or undefined when it is not installed. */
+/**
+ * Path of the nginx binary, or undefined when it is not installed.
+ * `SOCKGATE_BENCH_NGINX=/path/to/nginx` picks one; `SOCKGATE_BENCH_NGINX=off` runs as if none were installed.
+ */
 export function findNginx (): string | undefined {
+  const chosen = process.env.SOCKGATE_BENCH_NGINX
+  if (chosen === 'off') return undefined
+  if (chosen) return chosen
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/local/nginx/sbin']
   for (const dir of dirs) {
     if (!dir) continue

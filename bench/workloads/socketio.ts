@@ -10,6 +10,7 @@ const CONNECT_TIMEOUT_MS = 5_000
 const ACK_TIMEOUT_MS = 5_000
 const DRAIN_MS = 500
 const CLOSE_GRACE_MS = 100
+const PAYLOAD = 'x'.repeat(64)
 
 /**
  * A keep-alive agent that remembers every connection it made. Node's
@@ -34,7 +35,6 @@ class TrackingAgent extends Agent {
     this.#all.clear()
   }
 }
-const PAYLOAD = 'x'.repeat(64)
 
 function connect (port: number, transport: 'polling' | 'websocket', agent: TrackingAgent): Promise<Socket> {
   return new Promise((resolve, reject) => {
