@@ -18,7 +18,7 @@ import { registerTunnelSource } from './drain.js'
 import { HealthChecker } from './health.js'
 import { countResponse, countUpgrade, renderPrometheus } from './metrics.js'
 import { isStatusRequest, serveStatus } from './status.js'
-import { relayRefusal, upstreamHandshake, validateUpgrade } from './upgrade.js'
+import { relayRefusal, upstreamHandshake, validateUpgrade, type HandshakeCancel } from './upgrade.js'
 import { Pool } from './upstream/pool.js'
 import type { PickContext } from './balance/types.js'
 import { addHeaderToHead, isSecureClient, type Stickiness } from './balance/stickiness.js'
@@ -247,8 +247,11 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private async upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, route: NormalizedRoute, token: string): Promise<void> {
     const pool = this.pool(route.upstream)
     const peer = this.peerOf(req)
-    const abort = new AbortController()
-    const onGone = (): void => abort.abort()
+    const cancel: HandshakeCancel = { cancelled: false, onCancel: undefined }
+    const onGone = (): void => {
+      cancel.cancelled = true
+      cancel.onCancel?.()
+    }
     socket.once('close', onGone)
     // Node's HTTP server sockets allow half-open, so a client that leaves mid-handshake may show up as 'end' only.
     socket.once('end', onGone)
@@ -256,7 +259,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     try {
       const ctx: PickContext = { req, clientAddress: peer.clientAddress, now: Date.now() }
       const path = this.targetPath(route, req.url ?? '/')
-      const result = await withFailover(pool, ctx, () => !abort.signal.aborted, async (s) => {
+      const result = await withFailover(pool, ctx, () => !cancel.cancelled, async (s) => {
         server = s
         // A handshake in progress counts against maxConns, or a burst of upgrades could all pass the cap.
         s.activeRequests++
@@ -269,7 +272,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
             connectMs: this.options.timeouts.connect,
             handshakeMs: this.options.timeouts.handshake,
             tls: pool.spec.tls,
-            signal: abort.signal,
+            cancel,
           })
         } finally {
           s.activeRequests--

@@ -81,8 +81,9 @@ export class Tunnel {
     this.reason ??= reason
     this.closedSides++
     if (this.closedSides === 1) {
-      // `pipe` has already ended the other side's writable (FIN); give it a bounded time to flush and close.
-      other.end()
+      // `pipe` has usually ended the other side's writable (FIN) already; ending it twice would only
+      // build an error. Give it a bounded time to flush and close.
+      if (!other.writableEnded) other.end()
       this.lingerTimer = setTimeout(() => other.destroy(), LINGER_MS).unref()
       return
     }

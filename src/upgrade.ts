@@ -53,6 +53,16 @@ export function validateUpgrade (req: IncomingMessage, allowed: ReadonlySet<stri
   return token
 }
 
+/**
+ * Set when the client goes away during the handshake. A plain object rather
+ * than an AbortController: this is made once per upgrade, and an
+ * EventTarget costs more than the one callback it needs.
+ */
+export interface HandshakeCancel {
+  cancelled: boolean
+  onCancel: (() => void) | undefined
+}
+
 /** What a handshake attempt ended with. */
 export type HandshakeResult =
   | { kind: 'switched', upstream: Socket, head: string, early: Buffer }
@@ -66,8 +76,8 @@ export interface HandshakeRequest {
   connectMs: number
   handshakeMs: number
   tls: import('./types.js').UpstreamTlsOptions | null
-  /** Becomes true when the client goes away; the attempt then stops early. */
-  signal: AbortSignal
+  /** Marks the client gone; the attempt then stops early. */
+  cancel: HandshakeCancel
 }
 
 /**
@@ -79,7 +89,7 @@ export interface HandshakeRequest {
  */
 export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRequest): Promise<HandshakeResult> {
   const socket = await connectUpstream(server, hr.connectMs, hr.tls)
-  if (hr.signal.aborted) {
+  if (hr.cancel.cancelled) {
     socket.destroy()
     throw new ClientAbortedError()
   }
@@ -89,7 +99,7 @@ export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRe
       if (settled) return
       settled = true
       clearTimeout(timer)
-      hr.signal.removeEventListener('abort', onAbort)
+      hr.cancel.onCancel = undefined
       if (err !== undefined) {
         req.destroy()
         socket.destroy()
@@ -100,7 +110,7 @@ export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRe
     }
     const onAbort = (): void => finish(new ClientAbortedError())
     const timer = setTimeout(() => finish(new UpstreamTimeoutError(server.url, 'handshake', hr.handshakeMs)), hr.handshakeMs)
-    hr.signal.addEventListener('abort', onAbort)
+    hr.cancel.onCancel = onAbort
 
     const req = http.request({
       method: 'GET',

@@ -34,10 +34,7 @@ export function connectUpstream (server: UpstreamServer, timeoutMs: number, tlsO
       tcp.destroy()
       done(new UpstreamConnectError(server.url, err))
     }
-    const onConnect = (): void => {
-      socket.setNoDelay(true)
-      done()
-    }
+    const onConnect = (): void => done()
     function done (err?: Error): void {
       clearTimeout(timer)
       socket.removeListener('error', onError)
