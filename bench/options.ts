@@ -14,6 +14,8 @@ export interface BenchOptions {
   targets: string[]
   tunnels: number
   quick: boolean
+  /** Also run bench/balance.ts (balancing methods with 3 upstreams) at the end. */
+  balance: boolean
 }
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -24,6 +26,7 @@ export const USAGE = `usage: npm run bench -- [options]
   --seconds=S          measured seconds per window (default 1.2, quick 0.4)
   --warmup=S           unmeasured seconds before each window (default 0.25, quick 0.15)
   --tunnels=N          idle tunnels for idle-rss (default 1000)
+  --no-balance         skip the balancing-method run at the end (skipped anyway with --only or --targets)
   --help`
 
 function list (value: string, known: readonly string[], what: string): string[] {
@@ -53,9 +56,10 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     targets: [...ALL_TARGETS],
     tunnels: 1000,
     quick,
+    balance: !argv.includes('--no-balance') && !argv.some((a) => a.startsWith('--only=') || a.startsWith('--targets=')),
   }
   for (const arg of argv) {
-    if (arg === '--quick') continue
+    if (arg === '--quick' || arg === '--no-balance') continue
     if (arg === '--help' || arg === '-h') return undefined
     const match = /^--([a-z]+)=(.*)$/.exec(arg)
     const [, name, value = ''] = match ?? []

@@ -145,6 +145,11 @@ async function main (): Promise<void> {
     workloads: results,
   }, null, 2) + '\n')
   console.log(`raw results: ${file} (run took ${Math.round((Date.now() - began) / 1000)} s)`)
+  if (options.balance) {
+    // The balancing methods compared with each other (issue 4), in their own processes.
+    console.log('\nbalancing methods, 3 upstreams (bench/balance.ts):')
+    spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./balance.ts', import.meta.url)), ...(options.quick ? ['--quick'] : [])], { stdio: 'inherit' })
+  }
   // Everything started here is stopped; should a client library still hold a
   // handle (a timer, a half-closed socket), don't let it hold the terminal too.
   setTimeout(() => process.exit(), 2_000).unref()
