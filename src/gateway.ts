@@ -73,15 +73,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.options = options
     this.routes = compileRoutes(options.routes)
     this.forwarder = new Forwarder(options.timeouts)
+    // Passive health, operators and active checks all report state changes the same way.
+    const announce = (pool: string, server: UpstreamServer, up: boolean, reason: string): void => {
+      this.emit(up ? 'upstream:up' : 'upstream:down', { pool, server: server.url, reason })
+    }
     for (const spec of options.upstreams) {
-      this.pools.set(spec.name, new Pool(spec, (server, up, reason) => {
-        this.emit(up ? 'upstream:up' : 'upstream:down', { pool: spec.name, server: server.url, reason })
-      }, (server) => this.forwarder.forget(server)))
+      this.pools.set(spec.name, new Pool(spec, (server, up, reason) => announce(spec.name, server, up, reason),
+        (server) => this.forwarder.forget(server)))
     }
     for (const pool of this.pools.values()) registerTunnelSource(pool, { tunnels: this.tunnels, on: this.on.bind(this), off: this.off.bind(this) })
-    this.health = new HealthChecker(this.pools.values(), (pool, server, up, reason) => {
-      this.emit(up ? 'upstream:up' : 'upstream:down', { pool: pool.name, server: server.url, reason })
-    })
+    this.health = new HealthChecker(this.pools.values(), (pool, server, up, reason) => announce(pool.name, server, up, reason))
     // Bound once, so `attach()` hands the same function to every server.
     this.handleUpgrade = this.handleUpgrade.bind(this)
     this.handleRequest = this.handleRequest.bind(this)
