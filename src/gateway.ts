@@ -18,7 +18,7 @@ import { registerTunnelSource } from './drain.js'
 import { HealthChecker } from './health.js'
 import { countResponse, countUpgrade, renderPrometheus } from './metrics.js'
 import { isStatusRequest, serveStatus } from './status.js'
-import { relayRefusal, upstreamHandshake, validateUpgrade, type HandshakeCancel } from './upgrade.js'
+import { holdEarlyData, relayRefusal, upstreamHandshake, validateUpgrade, type HandshakeCancel } from './upgrade.js'
 import { Pool } from './upstream/pool.js'
 import type { PickContext } from './balance/types.js'
 import { addHeaderToHead, isSecureClient, type Stickiness } from './balance/stickiness.js'
@@ -223,8 +223,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const route = this.routes.match(req.headers.host, url)
     if (route === undefined) return false
     socket.on('error', noop)
-    // Hold whatever the client sends until the upstream has said 101: unread bytes wait in the kernel's buffer.
-    socket.pause()
     let error: SockgateError | undefined
     let token = ''
     if (this.closing !== undefined) error = new GatewayClosedError()
@@ -256,6 +254,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     socket.once('close', onGone)
     // Node's HTTP server sockets allow half-open, so a client that leaves mid-handshake may show up as 'end' only.
     socket.once('end', onGone)
+    const early = holdEarlyData(socket, head)
     let server: UpstreamServer | undefined
     try {
       const ctx: PickContext = { req, clientAddress: peer.clientAddress, now: Date.now() }
@@ -281,6 +280,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       })
       socket.removeListener('close', onGone)
       socket.removeListener('end', onGone)
+      const held = early.release()
       const s = server!
       countUpgrade(s, result.kind === 'refused' ? 'refused' : socket.destroyed ? 'aborted' : 'switched')
       if (result.kind === 'refused') {
@@ -297,7 +297,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       const setCookie = pool.sticky?.setCookieFor(s, req, isSecureClient(req, peer.encrypted, peer.trusted))
       socket.write(setCookie === undefined ? result.head : addHeaderToHead(result.head, 'Set-Cookie', setCookie))
       if (result.early.length > 0) socket.write(result.early)
-      if (head.length > 0) result.upstream.write(head)
+      for (const chunk of held) result.upstream.write(chunk)
       this.openTunnel(socket, result.upstream, s, pool.name, req, peer)
       const sticky = pool.sticky
       if (sticky !== null && sticky.sessions !== null) {
@@ -306,6 +306,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     } catch (err) {
       socket.removeListener('close', onGone)
       socket.removeListener('end', onGone)
+      early.release()
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
       this.report(error, 'upgrade', req, peer, pool.name, server)
       if (server !== undefined) countUpgrade(server, error instanceof ClientAbortedError ? 'aborted' : 'failed')

@@ -63,6 +63,43 @@ export interface HandshakeCancel {
   onCancel: (() => void) | undefined
 }
 
+/**
+ * Most client bytes read and held while an upgrade waits for the upstream's
+ * 101. Past this the client socket is paused and the kernel's buffer holds
+ * the rest, so memory stays bounded whatever the client sends.
+ */
+export const EARLY_DATA_LIMIT = 65_536
+
+/** Client bytes that arrived before the tunnel opened, to be forwarded only after a valid 101. */
+export interface EarlyData {
+  /** Stop reading and hand over everything held, in order (the upgrade's `head` first). */
+  release (): Buffer[]
+}
+
+/**
+ * Read what the client sends during the handshake instead of leaving it
+ * unread: a client that closes or resets is then noticed at once (a paused
+ * socket would only notice at the handshake timeout), and the bytes are
+ * forwarded only once the upstream has said 101.
+ */
+export function holdEarlyData (socket: Duplex, head: Buffer): EarlyData {
+  const chunks: Buffer[] = head.length > 0 ? [head] : []
+  let held = head.length
+  const onData = (chunk: Buffer): void => {
+    chunks.push(chunk)
+    held += chunk.length
+    if (held > EARLY_DATA_LIMIT) socket.pause()
+  }
+  socket.on('data', onData)
+  return {
+    release () {
+      socket.removeListener('data', onData)
+      socket.pause()
+      return chunks
+    },
+  }
+}
+
 /** What a handshake attempt ended with. */
 export type HandshakeResult =
   | { kind: 'switched', upstream: Socket, head: string, early: Buffer }

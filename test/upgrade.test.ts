@@ -240,6 +240,20 @@ test('upgrade: a client that resets while the upstream is slow to answer leaves 
   assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_CLIENT_ABORTED'])
 })
 
+test('upgrade: a client that sends more bytes during a slow handshake and then leaves closes the upstream socket too', async (t) => {
+  let requests = 0
+  const upstream = await countingUpstream(t, () => { requests++; return undefined })
+  const { gateway, port } = await gatewayTo(t, upstream.url, { timeouts: { handshake: 60_000 } })
+  const client = await rawClient(t, port)
+  client.socket.write(GOOD)
+  assert.ok(await eventually(() => requests === 1), 'the upgrade never reached the upstream')
+  // A later packet: the gateway must keep reading during the handshake to see the close that follows.
+  client.socket.write(maskedFrame('early'))
+  client.socket.end()
+  assert.ok(await eventually(() => upstream.sockets.size === 0), 'the upstream socket stayed open until the handshake timeout')
+  await assertNothingOpen(gateway, true)
+})
+
 test('upgrade: frames sent in the same packet as the request are echoed back by a ws upstream after the 101', async (t) => {
   const upstream = await wsEchoUpstream(t)
   const { gateway, port, events } = await gatewayTo(t, upstream.url)
