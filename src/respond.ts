@@ -53,8 +53,9 @@ export function sendError (res: ServerResponse, err: SockgateError): void {
     'content-length': String(Buffer.byteLength(body)),
   }
   for (const [name, value] of extraHeaders(err)) headers[name.toLowerCase()] = value
-  // A request body we refused to read would otherwise be parsed as the next request.
-  if (err.statusCode === 413 || !res.req.complete) headers.connection = 'close'
+  // A request body we refused to read would otherwise be parsed as the next request; a client whose
+  // upgrade failed expected this connection to switch protocols, so it is not kept for more requests.
+  if (err.statusCode === 413 || err.code === 'SOCKGATE_ERR_BAD_UPGRADE' || !res.req.complete) headers.connection = 'close'
   res.writeHead(err.statusCode, headers)
   res.end(body)
 }

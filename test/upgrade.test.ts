@@ -179,6 +179,7 @@ test('upgrade: an upgrade without Connection: upgrade gets 400 naming the missin
   assert.match(body, /Connection header must list "upgrade"/)
   assert.equal(upstream.connections(), 0)
   assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_BAD_UPGRADE'])
+  await client.closed
 })
 
 test('upgrade: an upstream that refuses connections gets the client a 502 that does not name it', async (t) => {
