@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { pathMatches } from './route.js'
-import { NoRouteError } from './errors.js'
+import { BadRequestError, NoRouteError } from './errors.js'
 import { writeSocketError } from './respond.js'
 
 /** Handles one upgrade; returns false to let the next handler (or the app's own listeners) have it. */
@@ -50,7 +50,9 @@ function install (server: Server): Dispatcher {
       // Only reached when no sockgate handler took the upgrade: answer it unless the app has a listener of its own.
       if (server.listenerCount('upgrade') > 1) return
       const [req, socket] = args as [IncomingMessage, Duplex]
-      writeSocketError(socket, new NoRouteError(req.headers.host ?? '', req.url ?? '/'))
+      const url = req.url ?? '/'
+      // An absolute-form or authority-form target is the client's mistake, not a missing route.
+      writeSocketError(socket, url.startsWith('/') ? new NoRouteError(req.headers.host ?? '', url) : new BadRequestError('the request target must be a path'))
     },
   }
   const emit = server.emit

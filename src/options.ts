@@ -96,7 +96,8 @@ function checkKeys (value: Record<string, unknown>, path: string, allowed: reado
   for (const key of Object.keys(value)) {
     if (allowed.includes(key)) continue
     const prefix = path === '' ? '' : `${path}.`
-    const hint = RENAMED[key]
+    // The renamed options were all top-level; deeper down the same names mean nothing of the kind.
+    const hint = path === '' ? RENAMED[key] : undefined
     fail(`${prefix}${key}`, hint === undefined ? `is not an option (expected one of: ${allowed.join(', ')})` : `is not an option; use ${hint}`)
   }
 }
@@ -330,7 +331,9 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
 
   let routes: NormalizedRoute[]
   if (options.routes !== undefined) {
-    if (!Array.isArray(options.routes)) fail('routes', 'must be an array of { host?, path?, upstream }')
+    if (!Array.isArray(options.routes) || options.routes.length === 0) {
+      fail('routes', 'must be a non-empty array of { host?, path?, upstream } (omit it to send everything to a single pool)')
+    }
     routes = options.routes.map((r, i) => normalizeRoute(r, `routes[${i}]`, poolNames))
   } else if (upstreams.length === 1) {
     routes = [{ host: { kind: 'any' }, path: '/', upstream: upstreams[0]!.name, stripPrefix: false }]

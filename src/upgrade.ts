@@ -174,7 +174,8 @@ export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRe
     })
     req.on('response', (res: IncomingMessage) => {
       if (res.statusCode === 101) {
-        finish(new UpstreamProtocolError(server.url, 'a 101 without a valid Upgrade header'))
+        // Node's parser only treats a 101 as a switch when it carries `Connection: upgrade` and `Upgrade`.
+        finish(new UpstreamProtocolError(server.url, 'a 101 without Connection: upgrade and an Upgrade header'))
         return
       }
       finish(undefined, { kind: 'refused', response: res, upstream: socket })

@@ -121,6 +121,18 @@ test('dispatch: an unmatched upgrade with no other upgrade listener gets 404 and
   assert.equal(gateway.status().tunnels.open, 0)
 })
 
+test('dispatch: an absolute-form upgrade target gets 400, never reaches an upstream, and the socket closes', async (t) => {
+  const upstream = await namedUpstream(t, 'upstream')
+  const app = await appServer(t)
+  attachGateway(t, app.server, { target: upstream.url })
+  const answer = await rawExchange(app.port, upgradeRequest('http://evil.example/socket.io/'))
+  const { status, body } = parseAnswer(answer.text)
+  assert.equal(status, 400, answer.text)
+  assert.match(body, /must be a path/)
+  assert.equal(answer.closed, true)
+  assert.equal(upstream.handshakes(), 0)
+})
+
 test('dispatch: two gateways attached to one server each get only the upgrades of their own routes', async (t) => {
   const a = await namedUpstream(t, 'A')
   const b = await namedUpstream(t, 'B')

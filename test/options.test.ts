@@ -104,6 +104,7 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['an empty tls servername', pool({ tls: { servername: '' } }), 'upstreams.socket_nodes.tls.servername'],
   // Routes
   ['routes that are not an array', { ...pool(), routes: { path: '/' } }, 'routes'],
+  ['an empty route list', { ...pool(), routes: [] }, 'routes'],
   ['a route that is not an object', { ...pool(), routes: ['/'] }, 'routes[0]'],
   ['an unknown route option', { ...pool(), routes: [{ upstream: 'socket_nodes', pool: 'x' }] }, 'routes[0].pool'],
   ['a route to a pool that does not exist', { ...pool(), routes: [{ upstream: 'socket-nodes' }] }, 'routes[0].upstream'],

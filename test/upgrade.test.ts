@@ -121,6 +121,18 @@ test('upgrade: a 101 with a wrong Sec-WebSocket-Accept gets the client a 502 and
   assert.equal(events.opened.length, 0)
 })
 
+test('upgrade: a 101 without Connection: upgrade gets the client a 502 and no tunnel', async (t) => {
+  const upstream = await countingUpstream(t, (request) =>
+    switchingProtocols(request).replace('Connection: Upgrade\r\n', ''))
+  const { gateway, port, events } = await gatewayTo(t, upstream.url)
+  const answer = await rawExchange(port, GOOD)
+  assert.equal(parseAnswer(answer.text).status, 502, answer.text)
+  await assertNothingOpen(gateway, answer.closed)
+  assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_UPSTREAM_PROTOCOL'])
+  assert.match(events.errors[0]!.error.message, /Connection: upgrade/)
+  assert.equal(events.opened.length, 0)
+})
+
 test('upgrade: a bare 101 without Upgrade or Sec-WebSocket-Accept gets the client a 502', async (t) => {
   const upstream = await countingUpstream(t, () => 'HTTP/1.1 101 Switching Protocols\r\n\r\n')
   const { gateway, port, events } = await gatewayTo(t, upstream.url)
