@@ -17,7 +17,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type ServeStatic from 'serve-static'
-import { createGateway, Gateway, mountUpgrades, normalizeMountPath, type GatewayOptions } from '../src/index.js'
+import { attachPaths, createGateway, Gateway, normalizeMountPath, ServerMounts, type GatewayOptions } from '../src/index.js'
 import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathOf, type AssetsOptions } from './assets.js'
 import { requirePeer } from './peer.js'
 
@@ -80,8 +80,8 @@ interface ServerState {
   explicit: string[] | undefined
   /** Path learnt from the first request when the middleware was not mounted with `app.use()`. */
   learnt: string | undefined
-  /** Registered upgrade handlers by path. */
-  detachers: Map<string, () => void>
+  /** The upgrade handlers registered on the server. */
+  mounts: ServerMounts
   onClose: () => void
 }
 
@@ -126,48 +126,31 @@ export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware
     return [...paths]
   }
 
-  function sync (server: Server, state: ServerState): void {
-    const wanted = new Set(state.explicit ?? mountPaths() ?? (state.learnt === undefined ? ['/'] : [state.learnt]))
-    for (const [path, detach] of state.detachers) {
-      if (!wanted.has(path)) {
-        detach()
-        state.detachers.delete(path)
-      }
-    }
-    for (const path of wanted) {
-      if (!state.detachers.has(path)) state.detachers.set(path, mountUpgrades(server, path, gateway))
-    }
+  function sync (state: ServerState): void {
+    state.mounts.set(state.explicit ?? mountPaths() ?? (state.learnt === undefined ? ['/'] : [state.learnt]))
   }
 
   function syncAll (): void {
-    for (const [server, state] of servers) sync(server, state)
+    for (const state of servers.values()) sync(state)
   }
 
   function attach (server: Server, attachOptions: AttachOptions = {}, learnt?: string): SockgateMiddleware {
-    let explicit: string[] | undefined
-    if (attachOptions.path !== undefined) {
-      explicit = []
-      for (const p of Array.isArray(attachOptions.path) ? attachOptions.path : [attachOptions.path]) {
-        const path = typeof p === 'string' ? normalizeMountPath(p) : undefined
-        if (path === undefined) throw new TypeError(`sockgate: attach(server, { path }) needs plain path prefixes such as '/rt' (got ${JSON.stringify(p)})`)
-        explicit.push(path)
-      }
-    }
+    const explicit = attachOptions.path === undefined ? undefined : attachPaths(attachOptions.path)
     let state = servers.get(server)
     if (state === undefined) {
       const onClose = (): void => {
         const s = servers.get(server)
         if (s === undefined) return
-        for (const detach of s.detachers.values()) detach()
+        s.mounts.clear()
         servers.delete(server)
       }
-      state = { explicit, learnt, detachers: new Map(), onClose }
+      state = { explicit, learnt, mounts: new ServerMounts(server, gateway), onClose }
       servers.set(server, state)
       server.once('close', onClose)
     } else if (explicit !== undefined) {
       state.explicit = explicit
     }
-    sync(server, state)
+    sync(state)
     return middleware
   }
 

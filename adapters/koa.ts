@@ -14,7 +14,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type KoaSend from 'koa-send'
-import { createGateway, Gateway, InvalidOptionError, mountUpgrades, normalizeMountPath, type GatewayOptions } from '../src/index.js'
+import { attachPaths, createGateway, Gateway, InvalidOptionError, normalizeMountPath, ServerMounts, type GatewayOptions } from '../src/index.js'
 import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathBelow, pathOf, type AssetsOptions } from './assets.js'
 import { requirePeer } from './peer.js'
 
@@ -81,29 +81,21 @@ const proxies = new WeakSet<object>()
  */
 export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware {
   const gateway = options instanceof Gateway ? options : createGateway(options)
-  const servers = new Map<Server, { detachers: Map<string, () => void> }>()
+  const servers = new Map<Server, ServerMounts>()
   let warned = false
 
   function attach (server: Server, paths: string[]): void {
-    let state = servers.get(server)
-    if (state === undefined) {
-      const s = { detachers: new Map<string, () => void>() }
-      state = s
-      servers.set(server, s)
+    let mounts = servers.get(server)
+    if (mounts === undefined) {
+      const m = new ServerMounts(server, gateway)
+      mounts = m
+      servers.set(server, m)
       server.once('close', () => {
-        for (const detach of s.detachers.values()) detach()
+        m.clear()
         servers.delete(server)
       })
     }
-    for (const [path, detach] of state.detachers) {
-      if (!paths.includes(path)) {
-        detach()
-        state.detachers.delete(path)
-      }
-    }
-    for (const path of paths) {
-      if (!state.detachers.has(path)) state.detachers.set(path, mountUpgrades(server, path, gateway))
-    }
+    mounts.set(paths)
   }
 
   /** Attach to the server of a request nobody attached us to (the first-request fallback), and say how to do it properly. */
@@ -145,14 +137,7 @@ export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware
 
   Object.defineProperty(middleware, 'gateway', { value: gateway, enumerable: true })
   middleware.attach = function (server: Server, attachOptions: AttachOptions = {}) {
-    const given = attachOptions.path ?? '/'
-    const paths: string[] = []
-    for (const p of Array.isArray(given) ? given : [given]) {
-      const path = typeof p === 'string' ? normalizeMountPath(p) : undefined
-      if (path === undefined) throw new TypeError(`sockgate: attach(server, { path }) needs plain path prefixes such as '/rt' (got ${JSON.stringify(p)})`)
-      paths.push(path)
-    }
-    attach(server, paths)
+    attach(server, attachPaths(attachOptions.path ?? '/'))
     return middleware
   }
   proxies.add(middleware)

@@ -5,7 +5,7 @@
  */
 export { createGateway, Gateway, type CloseOptions, type GatewayEvents } from './gateway.js'
 export { registerUpgradeHandler, type UpgradeHandler } from './dispatch.js'
-export { matchedPrefix, mountUpgrades, normalizeMountPath, stripMountPath } from './mount.js'
+export { attachPaths, matchedPrefix, mountUpgrades, normalizeMountPath, ServerMounts, stripMountPath } from './mount.js'
 export * from './errors.js'
 export type * from './types.js'
 export type { Pool } from './upstream/pool.js'

@@ -52,6 +52,50 @@ export function mountUpgrades (server: Server, mountPath: string, gateway: Gatew
   })
 }
 
+/**
+ * The `path` of an adapter's `attach(server, { path })` as plain prefixes.
+ * Throws a TypeError naming the entry that is not one.
+ */
+export function attachPaths (path: string | readonly string[]): string[] {
+  const paths: string[] = []
+  for (const p of Array.isArray(path) ? path : [path]) {
+    const prefix = typeof p === 'string' ? normalizeMountPath(p) : undefined
+    if (prefix === undefined) throw new TypeError(`sockgate: attach(server, { path }) needs plain path prefixes such as '/rt' (got ${JSON.stringify(p)})`)
+    paths.push(prefix)
+  }
+  return paths
+}
+
+/**
+ * The upgrade mounts of one gateway on one server, kept in step with the
+ * paths it should answer under: an adapter learns its mount paths over time
+ * (Express mount events, `attach(server, { path })`, the first request) and
+ * each change only adds and removes the difference.
+ */
+export class ServerMounts {
+  private readonly detachers = new Map<string, () => void>()
+
+  constructor (private readonly server: Server, private readonly gateway: Gateway) {}
+
+  /** Handle upgrades under exactly `paths` from now on. */
+  set (paths: Iterable<string>): void {
+    const wanted = new Set(paths)
+    for (const [path, detach] of this.detachers) {
+      if (wanted.has(path)) continue
+      detach()
+      this.detachers.delete(path)
+    }
+    for (const path of wanted) {
+      if (!this.detachers.has(path)) this.detachers.set(path, mountUpgrades(this.server, path, this.gateway))
+    }
+  }
+
+  /** Remove every mount (the server closed). */
+  clear (): void {
+    this.set([])
+  }
+}
+
 const tables = new WeakMap<Gateway, RouteTable>()
 
 /**
