@@ -1,6 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createGateway, matchedPrefix, normalizeMountPath, stripMountPath } from '../src/index.js'
+import http from 'node:http'
+import { attachPaths, createGateway, matchedPrefix, normalizeMountPath, ServerMounts, stripMountPath } from '../src/index.js'
+import { listen, parseAnswer, rawExchange, upgradeRequest, wsEchoUpstream } from './helpers/servers.js'
 
 test('mount: a mount path becomes a prefix without a trailing slash', () => {
   assert.equal(normalizeMountPath('/rt/'), '/rt')
@@ -36,4 +38,26 @@ test('mount: matchedPrefix names the status path exactly, before any route', asy
   assert.equal(matchedPrefix(gateway, 'h', '/status'), '/status')
   assert.equal(matchedPrefix(gateway, 'h', '/status/x'), undefined)
   await gateway.close()
+})
+
+test('mount: attach paths become plain prefixes, and route syntax is refused by name', () => {
+  assert.deepEqual(attachPaths(['/rt/', 'chat']), ['/rt', '/chat'])
+  assert.deepEqual(attachPaths('/'), ['/'])
+  assert.throws(() => attachPaths(['/ok', '/t/:tenant']), (err: Error) => err instanceof TypeError && err.message.includes('/t/:tenant'))
+})
+
+test('mount: ServerMounts moves upgrades from the paths it no longer has to the new ones', async (t) => {
+  const upstream = await wsEchoUpstream(t)
+  const gateway = createGateway({ target: upstream.url })
+  t.after(() => gateway.close())
+  const server = http.createServer()
+  const port = await listen(t, server)
+  const mounts = new ServerMounts(server, gateway)
+  mounts.set(['/a'])
+  assert.equal(parseAnswer((await rawExchange(port, upgradeRequest('/a/chat'), 2_000)).text).status, 101)
+  mounts.set(['/b'])
+  assert.equal(parseAnswer((await rawExchange(port, upgradeRequest('/a/chat'))).text).status, 404)
+  assert.equal(parseAnswer((await rawExchange(port, upgradeRequest('/b/chat'), 2_000)).text).status, 101)
+  mounts.clear()
+  assert.equal(parseAnswer((await rawExchange(port, upgradeRequest('/b/chat'))).text).status, 404)
 })
