@@ -1,5 +1,6 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import type { Socket } from 'node:net'
 import type { GatewayOptions } from '../src/index.js'
 import {
   eventually, gatewayServer, httpUpstream, maskedFrame, parseAnswer, rawClient, rawExchange, rawUpstream,
@@ -224,48 +225,30 @@ test('upgrade: an upstream that answers bytes that are not HTTP gets the client 
   assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_UPSTREAM_PROTOCOL'])
 })
 
-test('upgrade: a client that goes away while the upstream is slow to answer leaves no socket open on either side', async (t) => {
-  let requests = 0
-  const upstream = await countingUpstream(t, () => { requests++; return undefined })
-  // A long handshake timeout, so only the client's leaving can close the upstream socket within the wait below.
-  const { gateway, port, events } = await gatewayTo(t, upstream.url, { timeouts: { handshake: 60_000 } })
-  const client = await rawClient(t, port)
-  client.socket.write(GOOD)
-  assert.ok(await eventually(() => requests === 1), 'the upgrade never reached the upstream')
-  client.socket.destroy()
-  assert.ok(await eventually(() => upstream.sockets.size === 0), 'the upstream socket stayed open')
-  await assertNothingOpen(gateway, true)
-  assert.ok(await eventually(() => events.errors.length === 1))
-  assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_CLIENT_ABORTED'])
-})
+// A client leaving while the upstream is slow to answer: however it leaves, the attempt ends at once (the
+// handshake timeout is long, so only the client's leaving can close the upstream socket within the wait).
+const LEAVING: Array<[string, (socket: Socket) => void]> = [
+  ['goes away', (socket) => socket.destroy()],
+  ['resets', (socket) => socket.resetAndDestroy()],
+  // A later packet, then FIN: the gateway must keep reading during the handshake to see the close.
+  ['sends more bytes and then closes', (socket) => { socket.write(maskedFrame('early')); socket.end() }],
+]
 
-test('upgrade: a client that resets while the upstream is slow to answer leaves no socket open on either side', async (t) => {
-  let requests = 0
-  const upstream = await countingUpstream(t, () => { requests++; return undefined })
-  const { gateway, port, events } = await gatewayTo(t, upstream.url, { timeouts: { handshake: 60_000 } })
-  const client = await rawClient(t, port)
-  client.socket.write(GOOD)
-  assert.ok(await eventually(() => requests === 1), 'the upgrade never reached the upstream')
-  client.socket.resetAndDestroy()
-  assert.ok(await eventually(() => upstream.sockets.size === 0), 'the upstream socket stayed open')
-  await assertNothingOpen(gateway, true)
-  assert.ok(await eventually(() => events.errors.length === 1))
-  assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_CLIENT_ABORTED'])
-})
-
-test('upgrade: a client that sends more bytes during a slow handshake and then leaves closes the upstream socket too', async (t) => {
-  let requests = 0
-  const upstream = await countingUpstream(t, () => { requests++; return undefined })
-  const { gateway, port } = await gatewayTo(t, upstream.url, { timeouts: { handshake: 60_000 } })
-  const client = await rawClient(t, port)
-  client.socket.write(GOOD)
-  assert.ok(await eventually(() => requests === 1), 'the upgrade never reached the upstream')
-  // A later packet: the gateway must keep reading during the handshake to see the close that follows.
-  client.socket.write(maskedFrame('early'))
-  client.socket.end()
-  assert.ok(await eventually(() => upstream.sockets.size === 0), 'the upstream socket stayed open until the handshake timeout')
-  await assertNothingOpen(gateway, true)
-})
+for (const [how, leave] of LEAVING) {
+  test(`upgrade: a client that ${how} while the upstream is slow to answer leaves no socket open on either side`, async (t) => {
+    let requests = 0
+    const upstream = await countingUpstream(t, () => { requests++; return undefined })
+    const { gateway, port, events } = await gatewayTo(t, upstream.url, { timeouts: { handshake: 60_000 } })
+    const client = await rawClient(t, port)
+    client.socket.write(GOOD)
+    assert.ok(await eventually(() => requests === 1), 'the upgrade never reached the upstream')
+    leave(client.socket)
+    assert.ok(await eventually(() => upstream.sockets.size === 0), 'the upstream socket stayed open')
+    await assertNothingOpen(gateway, true)
+    assert.ok(await eventually(() => events.errors.length === 1))
+    assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_CLIENT_ABORTED'])
+  })
+}
 
 test('upgrade: frames sent in the same packet as the request are echoed back by a ws upstream after the 101', async (t) => {
   const upstream = await wsEchoUpstream(t)
