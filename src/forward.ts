@@ -191,7 +191,6 @@ export class Forwarder {
         },
       }
       this.poolFor(server, tls).dispatch({
-        origin: httpOrigin(server),
         method: fr.method as Dispatcher.HttpMethod,
         path: fr.path,
         headers: fr.headers,

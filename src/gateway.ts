@@ -11,14 +11,14 @@ import { rewriteRequestHeaders } from './headers.js'
 import { normalizeOptions, type NormalizedOptions, type NormalizedRoute } from './options.js'
 import { sendError, writeSocketError } from './respond.js'
 import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
-import { resolveClientAddress } from './trust.js'
+import { resolveClientAddress, unmapAddress } from './trust.js'
 import { Tunnel } from './tunnel.js'
 import { registerUpgradeHandler } from './dispatch.js'
 import { registerTunnelSource } from './drain.js'
 import { HealthChecker } from './health.js'
 import { countResponse, countUpgrade, renderPrometheus } from './metrics.js'
 import { isStatusRequest, serveStatus } from './status.js'
-import { holdEarlyData, relayRefusal, upstreamHandshake, validateUpgrade, type HandshakeCancel } from './upgrade.js'
+import { holdEarlyData, listsToken, relayRefusal, upstreamHandshake, validateUpgrade, type HandshakeCancel } from './upgrade.js'
 import { Pool } from './upstream/pool.js'
 import type { PickContext } from './balance/types.js'
 import { addHeaderToHead, isSecureClient, type Stickiness } from './balance/stickiness.js'
@@ -109,7 +109,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return {
       address,
       trusted,
-      clientAddress: trusted ? resolveClientAddress(address, xff, trust) : stripMapped(address),
+      clientAddress: trusted ? resolveClientAddress(address, xff, trust) : unmapAddress(address),
       encrypted: (socket as TLSSocket).encrypted === true,
       localPort: socket.localPort ?? 0,
     }
@@ -443,16 +443,11 @@ function stickyHooks (sticky: Stickiness, req: IncomingMessage, peer: Peer, serv
  * say which, since the fixes differ.
  */
 function upgradeAsRequest (req: IncomingMessage): BadUpgradeError {
-  const connection = req.headers.connection ?? ''
-  if (connection.split(',').some((t) => t.trim().toLowerCase() === 'upgrade')) {
+  if (listsToken(req.headers.connection, 'upgrade')) {
     return new BadUpgradeError('this server has no upgrade handler; call gateway.attach(server) (or the adapter\'s attach/listen) before it takes connections')
   }
   return new BadUpgradeError('the Connection header must list "upgrade" ' +
     '(a proxy in front dropped it: the old "Connection header value is not Upgrade" failure; with nginx: proxy_set_header Connection "upgrade")')
-}
-
-function stripMapped (address: string): string {
-  return address.startsWith('::ffff:') ? address.slice(7) : address
 }
 
 function noop (): void {}

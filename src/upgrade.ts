@@ -21,7 +21,8 @@ export function acceptKey (key: string): string {
   return createHash('sha1').update(key + WS_GUID).digest('base64')
 }
 
-function listsToken (header: string | undefined, token: string): boolean {
+/** `header` (a comma-separated list such as Connection) names `token`, case-insensitively. */
+export function listsToken (header: string | undefined, token: string): boolean {
   if (header === undefined) return false
   for (const part of header.split(',')) if (part.trim().toLowerCase() === token) return true
   return false
