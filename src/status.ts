@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { BadRequestError, ForbiddenError, GatewayClosedError } from './errors.js'
 import { sendError } from './respond.js'
+import { hostName } from './route.js'
 import type { NormalizedOptions } from './options.js'
 import type { GatewayStatus, ServerStatus } from './types.js'
 
@@ -25,14 +26,6 @@ export function isStatusRequest (spec: StatusSpec, req: IncomingMessage): boolea
   const q = url.indexOf('?')
   if ((q === -1 ? url : url.slice(0, q)) !== spec.path) return false
   return spec.host === null || hostName(req.headers.host) === spec.host
-}
-
-/** The Host header without its port, lower-cased (`[::1]:8080` → `[::1]`). */
-function hostName (host: string | undefined): string {
-  const h = (host ?? '').toLowerCase()
-  if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1)
-  const colon = h.indexOf(':')
-  return colon === -1 ? h : h.slice(0, colon)
 }
 
 /** The format asked for: `?format=` first, then `Accept`; undefined for an unknown `?format=`. */
