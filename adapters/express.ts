@@ -19,7 +19,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type ServeStatic from 'serve-static'
 import { attachPaths, createGateway, Gateway, normalizeMountPath, ServerMounts, type GatewayOptions } from '../src/index.js'
 import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathOf, type AssetsOptions } from './assets.js'
-import { requirePeer } from './peer.js'
+import { isServer, notFound, requirePeer } from './common.js'
 
 export type { AssetsOptions, Expires } from './assets.js'
 
@@ -210,11 +210,6 @@ export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware
   return middleware
 }
 
-function isServer (value: unknown): value is Server {
-  return typeof value === 'object' && value !== null && typeof (value as Server).listenerCount === 'function' &&
-    typeof (value as Server).emit === 'function' && typeof (value as Server).once === 'function'
-}
-
 /**
  * `app.listen(...args)` that also attaches every sockgate middleware mounted
  * in `app` (or in a sub-app of it) to the new server before it takes a
@@ -262,14 +257,4 @@ export function assets (dir: string, options?: AssetsOptions): AssetsMiddleware 
       else next(err)
     })
   }
-}
-
-function notFound (res: ServerResponse): void {
-  if (res.headersSent) {
-    res.destroy()
-    return
-  }
-  const body = 'Not Found\n'
-  res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(body)) })
-  res.end(body)
 }

@@ -16,7 +16,6 @@
  * decorates `app.sockgate` with the gateway, and closes it when the app
  * closes.
  */
-import type { ServerResponse } from 'node:http'
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, LogLevel } from 'fastify'
 import fp from 'fastify-plugin'
 import {
@@ -25,6 +24,7 @@ import {
 import {
   cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathBelow, pathOf, type AssetsOptions,
 } from './assets.js'
+import { notFound } from './common.js'
 
 export type { AssetsOptions, Expires } from './assets.js'
 
@@ -204,15 +204,6 @@ async function registerAssets (app: FastifyInstance, mount: AssetsMount): Promis
       },
     })
   }, mount.logLevel === undefined ? {} : { logLevel: mount.logLevel })
-}
-
-function notFound (res: ServerResponse): void {
-  if (res.headersSent) {
-    res.destroy()
-    return
-  }
-  res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': '10' })
-  res.end('Not Found\n')
 }
 
 /**

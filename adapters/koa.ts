@@ -16,7 +16,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type KoaSend from 'koa-send'
 import { attachPaths, createGateway, Gateway, InvalidOptionError, normalizeMountPath, ServerMounts, type GatewayOptions } from '../src/index.js'
 import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathBelow, pathOf, type AssetsOptions } from './assets.js'
-import { requirePeer } from './peer.js'
+import { isServer, requirePeer } from './common.js'
 
 export type { AssetsOptions, Expires } from './assets.js'
 
@@ -153,11 +153,6 @@ function mountedAt (originalPath: string, path: string): string {
   if (path === '/') return normalizeMountPath(originalPath) ?? '/'
   if (originalPath.endsWith(path)) return normalizeMountPath(originalPath.slice(0, -path.length)) ?? '/'
   return '/'
-}
-
-function isServer (value: unknown): value is Server {
-  return typeof value === 'object' && value !== null && typeof (value as Server).listenerCount === 'function' &&
-    typeof (value as Server).emit === 'function' && typeof (value as Server).once === 'function'
 }
 
 /**
