@@ -297,6 +297,30 @@ test('forward: a client that goes away mid-response cancels the upstream request
   assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_CLIENT_ABORTED'])
 })
 
+test('forward: an upstream that dies mid-response cuts the client connection and is reported', async (t) => {
+  const upstream = await httpUpstream(t, (req, res) => {
+    res.writeHead(200, { 'content-length': '100000' })
+    res.write('x'.repeat(1000), () => req.socket.destroy())
+  })
+  const { port, gateway } = await gatewayServer(t, { target: upstream.url })
+  const events = recordEvents(gateway)
+  let received = 0
+  const outcome = await new Promise<string>((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/dies', agent: false }, (res) => {
+      res.on('data', (c: Buffer) => { received += c.length })
+      res.on('end', () => resolve('ended'))
+      res.on('error', () => resolve('cut'))
+      res.on('aborted', () => resolve('cut'))
+    })
+    req.on('error', () => resolve('cut'))
+  })
+  assert.equal(outcome, 'cut', 'a truncated body must not look like a complete answer')
+  assert.ok(received < 100_000)
+  assert.ok(await eventually(() => events.errors.length > 0))
+  assert.equal(events.errors[0]!.error.code, 'SOCKGATE_ERR_UPSTREAM_CONNECT')
+  assert.ok(await eventually(() => gateway.status().pools.default!.servers[0]!.activeRequests === 0))
+})
+
 test('forward: an upstream answering a plain request with 101 is answered 502', async (t) => {
   const up = await rawUpstream(t, (socket) => {
     socket.once('data', () => socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n'))
@@ -487,6 +511,7 @@ test('forward: handleRequest without next() answers 404 when no route matches', 
   const res = await supertest(url).get('/elsewhere')
 
   assert.equal(res.status, 404)
+  assert.match(res.text, /No route matches/)
   assert.equal(up.seen.length, 0)
 })
 
@@ -626,15 +651,4 @@ test('forward: a websocket upgrade on a server the gateway was never attached to
   const answer = await rawExchange(port, upgradeRequest('/socket.io/?EIO=4&transport=websocket'))
   assert.match(answer.text, /^HTTP\/1\.1 400 /)
   assert.match(answer.text, /attach\(server\)/)
-})
-
-test('forward: an unmatched request without next() gets 404', async (t) => {
-  const upstream = await httpUpstream(t, (_req, res) => { res.end('never') })
-  const gateway = createGateway({ upstreams: { a: { servers: [upstream.url] } }, routes: [{ path: '/only', upstream: 'a' }] })
-  t.after(() => gateway.close())
-  const server = http.createServer((req, res) => gateway.handleRequest(req, res))
-  const port = await listen(t, server)
-  const response = await fetch(`http://127.0.0.1:${port}/elsewhere`)
-  assert.equal(response.status, 404)
-  assert.match(await response.text(), /No route matches/)
 })
