@@ -316,7 +316,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   private openTunnel (client: Duplex, upstream: import('node:net').Socket, server: UpstreamServer, pool: string, req: IncomingMessage, peer: Peer): void {
-    const info: TunnelOpenEvent = { pool, server: server.url, path: req.url ?? '/', clientAddress: peer.clientAddress }
+    const info: TunnelOpenEvent = { pool, server: server.url, name: server.name, path: req.url ?? '/', clientAddress: peer.clientAddress }
     server.activeTunnels++
     server.upgrades++
     const tunnel = new Tunnel(client, upstream, server, info, this.options.timeouts.idle, (t, event) => {

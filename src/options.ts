@@ -5,7 +5,7 @@ import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import type { ServerSpec } from './upstream/server.js'
 import type {
-  BalanceOption, GatewayOptions, HealthOptions, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
+  BalanceOption, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
 } from './types.js'
 
 export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, idle: 0 })
@@ -57,6 +57,8 @@ export interface NormalizedRoute {
   path: string
   upstream: string
   stripPrefix: boolean
+  /** Write logger records for this route. */
+  log: boolean
 }
 
 /** Everything `createGateway()` needs, validated, defaulted and frozen. */
@@ -70,6 +72,10 @@ export interface NormalizedOptions {
   /** Allowed Upgrade tokens, lower case. */
   upgrades: ReadonlySet<string>
   status: { path: string, host: string | null, auth: StatusOptions['auth'] | null } | null
+  authorize: GatewayOptions['authorize'] | null
+  onError: GatewayOptions['onError'] | null
+  onResponse: GatewayOptions['onResponse'] | null
+  logger: Logger | null
 }
 
 /** Options renamed since they were first published, with where they live now. */
@@ -81,8 +87,13 @@ const RENAMED: Record<string, string> = {
   xfwd: 'headers.xForwarded',
   changeOrigin: "headers.host: 'upstream'",
 }
-const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status'])
+/** Pool options, which the `target` shorthand takes at the top level. */
+const POOL_KEYS = ['balance', 'sticky', 'health', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'tls'] as const
+const HOOKS = ['authorize', 'onError', 'onResponse'] as const
+const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
+  ...HOOKS, 'logger', ...POOL_KEYS])
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/
 
 function fail (path: string, rule: string): never {
   throw new InvalidOptionError(path, rule)
@@ -127,14 +138,18 @@ function normalizeUrl (value: unknown, path: string): string {
 }
 
 export function normalizeServer (value: ServerOption, path: string): ServerSpec {
-  if (typeof value === 'string') return { url: normalizeUrl(value, path), weight: 1, backup: false, down: false, maxConns: 0 }
-  if (!isObject(value)) fail(path, 'must be a URL string or { url, weight?, backup?, down?, maxConns? }')
-  checkKeys(value, path, ['url', 'weight', 'backup', 'down', 'maxConns'])
+  if (typeof value === 'string') return { url: normalizeUrl(value, path), name: null, weight: 1, backup: false, down: false, maxConns: 0 }
+  if (!isObject(value)) fail(path, 'must be a URL string or { url, name?, weight?, backup?, down?, maxConns? }')
+  checkKeys(value, path, ['url', 'name', 'weight', 'backup', 'down', 'maxConns'])
+  if (value.name !== undefined && (typeof value.name !== 'string' || !SERVER_NAME.test(value.name))) {
+    fail(`${path}.name`, 'must be 1 to 64 letters, digits, ".", "_" or "-" (it is shown in logs and metrics labels)')
+  }
   for (const flag of ['backup', 'down'] as const) {
     if (value[flag] !== undefined && typeof value[flag] !== 'boolean') fail(`${path}.${flag}`, 'must be a boolean')
   }
   return {
     url: normalizeUrl(value.url, `${path}.url`),
+    name: value.name ?? null,
     weight: integer(value.weight, `${path}.weight`, 1, 1),
     backup: value.backup ?? false,
     down: value.down ?? false,
@@ -189,60 +204,67 @@ function normalizeHealth (value: HealthOptions | undefined, path: string): Norma
  */
 function normalizeUpstream (name: string, value: UpstreamOptions, path: string, connectTimeout: number,
   serversPath = `${path}.servers`, single = false): NormalizedUpstream {
+  // The shorthand's pool options stand at the top level, so their paths have no prefix.
+  const at = path === '' ? '' : `${path}.`
   if (!isObject(value)) fail(path, 'must be an object such as { servers: ["http://127.0.0.1:5001"] }')
-  checkKeys(value, path, ['servers', 'balance', 'sticky', 'health', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'tls'])
+  if (path !== '') checkKeys(value, path, ['servers', ...POOL_KEYS])
   if (!Array.isArray(value.servers) || value.servers.length === 0) fail(serversPath, 'must be a non-empty array of URLs or { url, weight }')
   const servers = value.servers.map((s, i) => normalizeServer(s, single ? serversPath : `${serversPath}[${i}]`))
   const seen = new Set<string>()
+  const names = new Set<string>()
   for (const [i, s] of servers.entries()) {
     if (seen.has(s.url)) fail(`${serversPath}[${i}]`, `repeats ${s.url}; list each server once and use weight`)
     seen.add(s.url)
+    if (s.name !== null && names.has(s.name)) fail(`${serversPath}[${i}].name`, `repeats ${JSON.stringify(s.name)}; give each server its own name`)
+    if (s.name !== null) names.add(s.name)
   }
   if (servers.every((s) => s.backup)) fail(serversPath, 'must have at least one server that is not a backup')
 
-  let sticky: NormalizedUpstream['sticky'] = { engineIo: false, cookie: null }
+  // Socket.IO long-polling breaks on a pool of several servers unless each session stays on its server.
+  const engineIoDefault = servers.length >= 2
+  let sticky: NormalizedUpstream['sticky'] = { engineIo: engineIoDefault, cookie: null }
   if (value.sticky !== undefined) {
-    if (!isObject(value.sticky)) fail(`${path}.sticky`, "must be { engineIo?: true, cookie?: 'name' | { name, secret?, maxAge? } }")
-    checkKeys(value.sticky, `${path}.sticky`, ['engineIo', 'cookie'])
+    if (!isObject(value.sticky)) fail(`${at}sticky`, "must be { engineIo?: true, cookie?: 'name' | { name, secret?, maxAge? } }")
+    checkKeys(value.sticky, `${at}sticky`, ['engineIo', 'cookie'])
     const cookie = value.sticky.cookie
     let cookieSpec: { name: string, secret: string, maxAge: number | null } | null = null
     if (cookie !== undefined) {
       const spec = typeof cookie === 'string' ? { name: cookie } : cookie
       if (!isObject(spec) || typeof spec.name !== 'string' || !TOKEN.test(spec.name)) {
-        fail(`${path}.sticky.cookie`, 'must be a cookie name (an RFC 6265 token) or { name, secret?, maxAge? }')
+        fail(`${at}sticky.cookie`, 'must be a cookie name (an RFC 6265 token) or { name, secret?, maxAge? }')
       }
       if (spec.secret !== undefined && (typeof spec.secret !== 'string' || spec.secret.length < 16)) {
-        fail(`${path}.sticky.cookie.secret`, 'must be a string of at least 16 characters')
+        fail(`${at}sticky.cookie.secret`, 'must be a string of at least 16 characters')
       }
       cookieSpec = {
         name: spec.name,
         secret: spec.secret ?? defaultStickySecret(name, servers.map((s) => s.url)),
-        maxAge: spec.maxAge === undefined ? null : integer(spec.maxAge, `${path}.sticky.cookie.maxAge`, 0, 1, ' (s)'),
+        maxAge: spec.maxAge === undefined ? null : integer(spec.maxAge, `${at}sticky.cookie.maxAge`, 0, 1, ' (s)'),
       }
     }
-    if (value.sticky.engineIo !== undefined && typeof value.sticky.engineIo !== 'boolean') fail(`${path}.sticky.engineIo`, 'must be a boolean')
-    sticky = { engineIo: value.sticky.engineIo ?? false, cookie: cookieSpec }
+    if (value.sticky.engineIo !== undefined && typeof value.sticky.engineIo !== 'boolean') fail(`${at}sticky.engineIo`, 'must be a boolean')
+    sticky = { engineIo: value.sticky.engineIo ?? engineIoDefault, cookie: cookieSpec }
   }
-  if (value.tls !== undefined && !isObject(value.tls)) fail(`${path}.tls`, 'must be { ca?, rejectUnauthorized?, servername? }')
+  if (value.tls !== undefined && !isObject(value.tls)) fail(`${at}tls`, 'must be { ca?, rejectUnauthorized?, servername? }')
   if (value.tls !== undefined) {
-    checkKeys(value.tls, `${path}.tls`, ['ca', 'rejectUnauthorized', 'servername'])
+    checkKeys(value.tls, `${at}tls`, ['ca', 'rejectUnauthorized', 'servername'])
     const { ca, rejectUnauthorized, servername } = value.tls
     const isPem = (c: unknown): boolean => typeof c === 'string' || Buffer.isBuffer(c)
-    if (ca !== undefined && !isPem(ca) && !(Array.isArray(ca) && ca.every(isPem))) fail(`${path}.tls.ca`, 'must be a PEM string, a Buffer, or a list of them')
-    if (rejectUnauthorized !== undefined && typeof rejectUnauthorized !== 'boolean') fail(`${path}.tls.rejectUnauthorized`, 'must be a boolean')
-    if (servername !== undefined && (typeof servername !== 'string' || servername === '')) fail(`${path}.tls.servername`, 'must be a host name')
+    if (ca !== undefined && !isPem(ca) && !(Array.isArray(ca) && ca.every(isPem))) fail(`${at}tls.ca`, 'must be a PEM string, a Buffer, or a list of them')
+    if (rejectUnauthorized !== undefined && typeof rejectUnauthorized !== 'boolean') fail(`${at}tls.rejectUnauthorized`, 'must be a boolean')
+    if (servername !== undefined && (typeof servername !== 'string' || servername === '')) fail(`${at}tls.servername`, 'must be a host name')
   }
 
   return {
     name,
     servers,
-    balance: normalizeBalance(value.balance, `${path}.balance`),
+    balance: normalizeBalance(value.balance, `${at}balance`),
     sticky,
-    health: normalizeHealth(value.health, `${path}.health`),
-    maxFails: integer(value.maxFails, `${path}.maxFails`, DEFAULT_MAX_FAILS, 0),
-    failTimeout: integer(value.failTimeout, `${path}.failTimeout`, DEFAULT_FAIL_TIMEOUT, 1, ' (ms)'),
-    tries: integer(value.tries, `${path}.tries`, servers.length, 1),
-    failoverTimeout: integer(value.failoverTimeout, `${path}.failoverTimeout`, connectTimeout, 1, ' (ms)'),
+    health: normalizeHealth(value.health, `${at}health`),
+    maxFails: integer(value.maxFails, `${at}maxFails`, DEFAULT_MAX_FAILS, 0),
+    failTimeout: integer(value.failTimeout, `${at}failTimeout`, DEFAULT_FAIL_TIMEOUT, 1, ' (ms)'),
+    tries: integer(value.tries, `${at}tries`, servers.length, 1),
+    failoverTimeout: integer(value.failoverTimeout, `${at}failoverTimeout`, connectTimeout, 1, ' (ms)'),
     tls: value.tls ?? null,
   }
 }
@@ -261,15 +283,22 @@ function normalizeHost (value: unknown, path: string): HostMatcher {
 }
 
 function normalizeRoute (value: RouteOptions, path: string, pools: ReadonlySet<string>): NormalizedRoute {
-  if (!isObject(value)) fail(path, 'must be { host?, path?, upstream, stripPrefix? }')
-  checkKeys(value, path, ['host', 'path', 'upstream', 'stripPrefix'])
+  if (!isObject(value)) fail(path, 'must be { host?, path?, upstream, stripPrefix?, log? }')
+  checkKeys(value, path, ['host', 'path', 'upstream', 'stripPrefix', 'log'])
   if (typeof value.upstream !== 'string' || !pools.has(value.upstream)) {
     fail(`${path}.upstream`, `must name a pool in upstreams (one of: ${[...pools].join(', ')})`)
   }
   const prefix = value.path ?? '/'
   if (typeof prefix !== 'string' || !prefix.startsWith('/') || /[?#\s]/.test(prefix)) fail(`${path}.path`, 'must be a path prefix starting with "/"')
   if (value.stripPrefix !== undefined && typeof value.stripPrefix !== 'boolean') fail(`${path}.stripPrefix`, 'must be a boolean')
-  return { host: normalizeHost(value.host, `${path}.host`), path: prefix, upstream: value.upstream, stripPrefix: value.stripPrefix ?? false }
+  if (value.log !== undefined && typeof value.log !== 'boolean') fail(`${path}.log`, 'must be a boolean')
+  return {
+    host: normalizeHost(value.host, `${path}.host`),
+    path: prefix,
+    upstream: value.upstream,
+    stripPrefix: value.stripPrefix ?? false,
+    log: value.log ?? true,
+  }
 }
 
 function normalizeTrust (value: unknown): TrustPredicate {
@@ -317,8 +346,12 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   let upstreamSpecs: Record<string, UpstreamOptions>
   if (options.target !== undefined) {
     if (options.upstreams !== undefined) fail('target', 'cannot be combined with upstreams; put the servers in a pool instead')
-    upstreamSpecs = { [DEFAULT_POOL]: { servers: Array.isArray(options.target) ? options.target : [options.target] } }
+    const pool: UpstreamOptions = { servers: Array.isArray(options.target) ? options.target : [options.target] }
+    for (const key of POOL_KEYS) if (options[key] !== undefined) (pool as unknown as Record<string, unknown>)[key] = options[key]
+    upstreamSpecs = { [DEFAULT_POOL]: pool }
   } else {
+    const misplaced = POOL_KEYS.find((key) => options[key] !== undefined)
+    if (misplaced !== undefined) fail(misplaced, 'is a pool option: give it beside target, or inside a pool of upstreams')
     if (!isObject(options.upstreams) || Object.keys(options.upstreams).length === 0) {
       fail('upstreams', 'must name at least one pool, e.g. { socket_nodes: { servers: ["http://127.0.0.1:5001"] } } (or use target)')
     }
@@ -326,7 +359,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   }
   const upstreams = Object.entries(upstreamSpecs).map(([name, spec]) => options.target === undefined
     ? normalizeUpstream(name, spec, `upstreams.${name}`, timeouts.connect)
-    : normalizeUpstream(name, spec, 'target', timeouts.connect, 'target', !Array.isArray(options.target)))
+    : normalizeUpstream(name, spec, '', timeouts.connect, 'target', !Array.isArray(options.target)))
   const poolNames = new Set(upstreams.map((u) => u.name))
 
   let routes: NormalizedRoute[]
@@ -336,7 +369,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     }
     routes = options.routes.map((r, i) => normalizeRoute(r, `routes[${i}]`, poolNames))
   } else if (upstreams.length === 1) {
-    routes = [{ host: { kind: 'any' }, path: '/', upstream: upstreams[0]!.name, stripPrefix: false }]
+    routes = [{ host: { kind: 'any' }, path: '/', upstream: upstreams[0]!.name, stripPrefix: false, log: true }]
   } else {
     fail('routes', 'must be given when there is more than one pool')
   }
@@ -355,5 +388,23 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     limits: Object.freeze(limits),
     upgrades: new Set(upgrades.map((u) => u.toLowerCase())),
     status: normalizeStatus(options.status),
+    ...normalizeHooks(options),
+    logger: normalizeLogger(options.logger),
   })
+}
+
+function normalizeHooks (options: GatewayOptions): Pick<NormalizedOptions, typeof HOOKS[number]> {
+  for (const key of HOOKS) {
+    if (options[key] !== undefined && typeof options[key] !== 'function') fail(key, 'must be a function')
+  }
+  return { authorize: options.authorize ?? null, onError: options.onError ?? null, onResponse: options.onResponse ?? null }
+}
+
+function normalizeLogger (value: unknown): Logger | null {
+  if (value === undefined) return null
+  const methods = ['info', 'warn', 'error', 'debug'] as const
+  if (!isObject(value) || methods.some((m) => typeof value[m] !== 'function')) {
+    fail('logger', 'must be a pino-compatible logger with info, warn, error and debug methods (pino(), app.log, console)')
+  }
+  return value as unknown as Logger
 }

@@ -1,4 +1,5 @@
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 
 /** One upstream server: a URL string, or an object with balancing settings. */
 export type ServerOption = string | ServerConfig
@@ -7,6 +8,8 @@ export type ServerOption = string | ServerConfig
 export interface ServerConfig {
   /** `http:`, `https:`, `ws:` or `wss:` URL of the server; only origin counts. */
   url: string
+  /** A name for the server (`'node-1'`), shown in status, metrics labels and logs. Default: none (the URL is shown). */
+  name?: string
   /** Share of new work relative to the other servers. Default: `1`. */
   weight?: number
   /** Used only when every primary server is unavailable. Default: `false`. */
@@ -27,7 +30,10 @@ export type BalanceOption =
 
 /** Stickiness layered on top of the balancing method. */
 export interface StickyOptions {
-  /** Learn engine.io session ids from polling handshakes and route `?sid=` to the same server. Default: `false`. */
+  /**
+   * Learn engine.io session ids from polling handshakes and route `?sid=` to the same server.
+   * Default: `true` for a pool of two or more servers (Socket.IO long-polling needs it), else `false`.
+   */
   engineIo?: boolean
   /** Name of a signed cookie that pins a client to a server, or the cookie settings. Default: none. */
   cookie?: string | { name: string, secret?: string, maxAge?: number }
@@ -69,7 +75,7 @@ export interface UpstreamOptions {
   servers: ServerOption[]
   /** Balancing method. Default: `'round-robin'`. */
   balance?: BalanceOption
-  /** Stickiness on top of the method. Default: none. */
+  /** Stickiness on top of the method. Default: engine.io session ids for pools of two or more servers. */
   sticky?: StickyOptions
   /** Active health checks. Default: none (passive health only). */
   health?: HealthOptions
@@ -95,6 +101,8 @@ export interface RouteOptions {
   upstream: string
   /** Remove the route's path prefix before forwarding. Default: `false`. */
   stripPrefix?: boolean
+  /** Write `logger` records for this route's requests and tunnels (nginx `access_log off` is `false`). Default: `true`. */
+  log?: boolean
 }
 
 /** How request headers are rewritten for the upstream. */
@@ -141,9 +149,29 @@ export interface StatusOptions {
   auth?: (req: IncomingMessage) => boolean | Promise<boolean>
 }
 
+/**
+ * What `authorize` answers: `true` lets the request or upgrade through; `false` is 403; a number is that
+ * status; an object is that answer (`body` defaults to the status text).
+ */
+export type AuthorizeResult = boolean | number | { status: number, headers?: Record<string, string>, body?: string | Buffer }
+
+/** A pino-compatible logger: sockgate calls `info`, `warn`, `error` and `debug` with `(fields, message)`. */
+export interface Logger {
+  info (obj: object, msg?: string): void
+  warn (obj: object, msg?: string): void
+  error (obj: object, msg?: string): void
+  debug (obj: object, msg?: string): void
+}
+
+/** Pool options that the `target` shorthand takes beside it at the top level. */
+export type TargetPoolOptions = Omit<UpstreamOptions, 'servers'>
+
 /** Options of `createGateway()`. */
-export interface GatewayOptions {
-  /** Shorthand for one pool (`default`) and one route (`/`). */
+export interface GatewayOptions extends TargetPoolOptions {
+  /**
+   * Shorthand for one pool (`default`) and one route (`/`). The pool options (`balance`, `sticky`, `health`,
+   * `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `tls`) go beside it at the top level.
+   */
   target?: ServerOption | ServerOption[]
   /** Named pools of upstream servers. */
   upstreams?: Record<string, UpstreamOptions>
@@ -161,6 +189,21 @@ export interface GatewayOptions {
   upgrades?: string[]
   /** The status page: `true` or settings turn it on at `/sockgate/status`. Default: off. */
   status?: boolean | StatusOptions
+  /**
+   * Decide, before any upstream is contacted, whether a routed request or upgrade may go on (async allowed).
+   * A throw answers 500 and is reported as `SOCKGATE_ERR_AUTHORIZE`. Default: everything passes.
+   */
+  authorize?: (req: IncomingMessage) => AuthorizeResult | Promise<AuthorizeResult>
+  /**
+   * Answer a failure yourself (an error page, say): called with the error, the request, and the response
+   * (HTTP) or the raw socket (upgrade). If it leaves the client unanswered, the usual 4xx/5xx is sent.
+   * Default: the usual answer.
+   */
+  onError?: (err: import('./errors.js').SockgateError, req: IncomingMessage, target: ServerResponse | Duplex) => void | Promise<void>
+  /** Change the headers of a proxied HTTP answer before they are sent (CORS, say). Default: none. */
+  onResponse?: (req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>) => void
+  /** Where sockgate writes its records: tunnels, upstreams going down and up, errors. Default: none. */
+  logger?: Logger
 }
 
 /** State of an upstream server. */
@@ -169,6 +212,8 @@ export type ServerState = 'up' | 'down' | 'draining'
 /** One server in `gateway.status()`. */
 export interface ServerStatus {
   url: string
+  /** The server's `name`, or null when it has none. */
+  name: string | null
   state: ServerState
   reason: string | null
   weight: number
@@ -195,7 +240,10 @@ export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-er
 /** Payload of `tunnel:open`. */
 export interface TunnelOpenEvent {
   pool: string
+  /** The server's URL. */
   server: string
+  /** The server's `name`, or null. */
+  name: string | null
   path: string
   clientAddress: string
 }

@@ -11,7 +11,7 @@ import { createBalancer } from '../src/balance/index.js'
 import type { Balancer, PickContext } from '../src/balance/types.js'
 
 function server (url: string, weight = 1): UpstreamServer {
-  return new UpstreamServer({ url, weight, backup: false, down: false, maxConns: 0 })
+  return new UpstreamServer({ url, name: null, weight, backup: false, down: false, maxConns: 0 })
 }
 
 function pool (weights: number[]): UpstreamServer[] {

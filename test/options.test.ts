@@ -199,7 +199,7 @@ test('options: upgrade tokens are kept in lower case', () => {
   assert.deepEqual([...normalizeOptions({ target: A, upgrades: ['WebSocket', 'h2c'] }).upgrades], ['websocket', 'h2c'])
 })
 
-test('options: a pool gets round-robin, maxFails 1, failTimeout 10000 and no health checks by default', () => {
+test('options: a pool of two gets round-robin, engine.io stickiness, maxFails 1, failTimeout 10000 and no health checks by default', () => {
   const upstream = normalizeOptions(pool()).upstreams[0]
   assert.ok(upstream !== undefined)
   assert.equal(upstream.balance, 'round-robin')
@@ -207,7 +207,44 @@ test('options: a pool gets round-robin, maxFails 1, failTimeout 10000 and no hea
   assert.equal(upstream.failTimeout, 10_000)
   assert.equal(upstream.health, null)
   assert.equal(upstream.tls, null)
-  assert.deepEqual(upstream.sticky, { engineIo: false, cookie: null })
+  assert.deepEqual(upstream.sticky, { engineIo: true, cookie: null })
+})
+
+test('options: a pool of one server learns no engine.io sessions by default', () => {
+  assert.deepEqual(normalizeOptions({ target: A }).upstreams[0]?.sticky, { engineIo: false, cookie: null })
+})
+
+test('options: sticky.engineIo false turns the default off; a cookie alone keeps it on', () => {
+  assert.equal(normalizeOptions(pool({ sticky: { engineIo: false } })).upstreams[0]?.sticky.engineIo, false)
+  assert.equal(normalizeOptions(pool({ sticky: { cookie: 'sg' } })).upstreams[0]?.sticky.engineIo, true)
+})
+
+test('options: the target shorthand takes pool options beside it', () => {
+  const upstream = normalizeOptions({ target: [A, B], balance: 'ip-hash', sticky: { cookie: 'sg' }, health: {}, maxFails: 3 }).upstreams[0]
+  assert.equal(upstream?.balance, 'ip-hash')
+  assert.equal(upstream?.sticky.cookie?.name, 'sg')
+  assert.equal(upstream?.health?.interval, 3_000)
+  assert.equal(upstream?.maxFails, 3)
+})
+
+test('options: a pool option at the top level without target is refused, naming where it goes', () => {
+  assert.throws(() => normalizeOptions({ ...pool(), balance: 'ip-hash' }), { code: 'SOCKGATE_ERR_INVALID_OPTION', message: /^balance is a pool option/ })
+})
+
+test('options: a pool option beside target is checked under its own name', () => {
+  assert.throws(() => normalizeOptions({ target: A, health: { interval: 5 } }), { message: /^health\.interval must be an integer >= 100/ })
+})
+
+test('options: a server may carry a name; names are unique within a pool', () => {
+  assert.equal(normalizeOptions({ target: [{ url: A, name: 'node-1' }] }).upstreams[0]?.servers[0]?.name, 'node-1')
+  assert.throws(() => normalizeOptions({ target: [{ url: A, name: 'n' }, { url: B, name: 'n' }] }), { message: /target\[1\]\.name repeats "n"/ })
+  assert.throws(() => normalizeOptions({ target: [{ url: A, name: 'a b' }] }), { message: /target\[0\]\.name must be 1 to 64/ })
+})
+
+test('options: hooks must be functions and a logger needs info, warn, error and debug', () => {
+  assert.throws(() => normalizeOptions({ target: A, authorize: true as never }), { message: /^authorize must be a function/ })
+  assert.throws(() => normalizeOptions({ target: A, logger: { info () {} } as never }), { message: /^logger must be a pino-compatible logger/ })
+  assert.equal(normalizeOptions({ target: A, logger: console }).logger, console)
 })
 
 test('options: tries default to the number of servers and failoverTimeout to timeouts.connect', () => {
@@ -217,7 +254,7 @@ test('options: tries default to the number of servers and failoverTimeout to tim
 })
 
 test('options: a server given as a URL gets weight 1 and is neither backup nor down', () => {
-  assert.deepEqual(normalizeOptions({ target: A }).upstreams[0]?.servers, [{ url: A, weight: 1, backup: false, down: false, maxConns: 0 }])
+  assert.deepEqual(normalizeOptions({ target: A }).upstreams[0]?.servers, [{ url: A, name: null, weight: 1, backup: false, down: false, maxConns: 0 }])
 })
 
 test('options: health given as {} gets interval 3000, rise 2, fall 3, timeout 1000 and a tcp check', () => {
@@ -269,14 +306,14 @@ test('options: a target string makes one pool named default and one route for ev
   assert.equal(options.upstreams[0]?.name, DEFAULT_POOL)
   assert.equal(DEFAULT_POOL, 'default')
   assert.deepEqual(options.upstreams[0]?.servers.map((s) => s.url), [A])
-  assert.deepEqual(options.routes, [{ host: { kind: 'any' }, path: '/', upstream: 'default', stripPrefix: false }])
+  assert.deepEqual(options.routes, [{ host: { kind: 'any' }, path: '/', upstream: 'default', stripPrefix: false, log: true }])
 })
 
 test('options: a target list keeps its servers in order with their settings', () => {
   const options = normalizeOptions({ target: [A, { url: B, weight: 5, backup: true }] })
   assert.deepEqual(options.upstreams[0]?.servers, [
-    { url: A, weight: 1, backup: false, down: false, maxConns: 0 },
-    { url: B, weight: 5, backup: true, down: false, maxConns: 0 },
+    { url: A, name: null, weight: 1, backup: false, down: false, maxConns: 0 },
+    { url: B, name: null, weight: 5, backup: true, down: false, maxConns: 0 },
   ])
 })
 
@@ -287,11 +324,11 @@ test('options: server URLs are reduced to their origin', () => {
 
 test('options: target and routes together route to the default pool', () => {
   const options = normalizeOptions({ target: A, routes: [{ path: '/rt', upstream: 'default', stripPrefix: true }] })
-  assert.deepEqual(options.routes, [{ host: { kind: 'any' }, path: '/rt', upstream: 'default', stripPrefix: true }])
+  assert.deepEqual(options.routes, [{ host: { kind: 'any' }, path: '/rt', upstream: 'default', stripPrefix: true, log: true }])
 })
 
 test('options: one pool without routes gets a route for every host and path', () => {
-  assert.deepEqual(normalizeOptions(pool()).routes, [{ host: { kind: 'any' }, path: '/', upstream: 'socket_nodes', stripPrefix: false }])
+  assert.deepEqual(normalizeOptions(pool()).routes, [{ host: { kind: 'any' }, path: '/', upstream: 'socket_nodes', stripPrefix: false, log: true }])
 })
 
 // Frozen

@@ -73,9 +73,9 @@ for (const { mode, sticky, withCredentials } of MODES) {
   })
 }
 
-test('control: round-robin without stickiness gives polling clients "Session ID unknown"', async (t) => {
+test('control: round-robin with sticky.engineIo false gives polling clients "Session ID unknown"', async (t) => {
   const nodes = await socketIoCluster(t, 3)
-  const { url } = await stickyGateway(t, nodes, undefined)
+  const { url } = await stickyGateway(t, nodes, { engineIo: false })
   const sockets = Array.from({ length: CLIENTS }, () => socketIoClient(t, url, { reconnection: false }))
   const ok = await Promise.all(sockets.map((s) => connected(s)))
   assert.ok(unknownSids(nodes) > 0, 'the nodes refused sessions they do not hold')

@@ -10,7 +10,7 @@ import {
 } from '../src/balance/sticky.js'
 
 function server (url: string): UpstreamServer {
-  return new UpstreamServer({ url, weight: 1, backup: false, down: false, maxConns: 0 })
+  return new UpstreamServer({ url, name: null, weight: 1, backup: false, down: false, maxConns: 0 })
 }
 
 function pool (): UpstreamServer[] {

@@ -4,6 +4,8 @@ import type { ServerState, ServerStatus } from '../types.js'
 export interface ServerSpec {
   /** Origin of the server, normalised (`http://127.0.0.1:5001`). */
   url: string
+  /** The server's `name`, or null. */
+  name: string | null
   weight: number
   backup: boolean
   down: boolean
@@ -18,6 +20,10 @@ export interface ServerSpec {
 export class UpstreamServer {
   /** Normalised origin, also the server's identity in events and status. */
   readonly url: string
+  /** The configured `name`, or null. */
+  readonly name: string | null
+  /** What people read in metrics labels and on the status page: the name, or the URL when there is none. */
+  readonly label: string
   readonly hostname: string
   readonly port: number
   /** Connect with TLS (`https:`/`wss:`). */
@@ -59,6 +65,8 @@ export class UpstreamServer {
     this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
     this.port = u.port === '' ? (this.secure ? 443 : 80) : Number(u.port)
     this.url = spec.url
+    this.name = spec.name
+    this.label = spec.name ?? spec.url
     this.hostHeader = u.host
     this.weight = spec.weight
     this.backup = spec.backup
@@ -105,6 +113,7 @@ export class UpstreamServer {
     const { state, reason } = this.state(now)
     return {
       url: this.url,
+      name: this.name,
       state,
       reason,
       weight: this.weight,
