@@ -86,7 +86,8 @@ export function renderPrometheus (pools: Iterable<Pool>, tunnelsOpen: number, no
   tunnels.samples.push(`sockgate_tunnels_open ${tunnelsOpen}`)
   for (const pool of pools) {
     for (const server of pool.servers) {
-      const id = { pool: pool.name, server: server.url }
+      // A named server is labelled by its name, which stays put when its address changes.
+      const id = { pool: pool.name, server: server.label }
       const l = labels(id)
       const { state } = server.state(now)
       up.samples.push(`${up.name}${l} ${state === 'down' ? 0 : 1}`)

@@ -116,7 +116,7 @@ function serverRow (s: ServerStatus, now: number): string {
       `<td class="num">${escapeHtml(s.lastCheck.ms)} ms</td>`
   const flags = (s.backup ? ' <span class="tag">backup</span>' : '') + (s.weight !== 1 ? ` <span class="tag">weight ${escapeHtml(s.weight)}</span>` : '')
   return '<tr>' +
-    `<td><code>${escapeHtml(s.url)}</code>${flags}</td>` +
+    (s.name === null ? `<td><code>${escapeHtml(s.url)}</code>${flags}</td>` : `<td><strong>${escapeHtml(s.name)}</strong> <code>${escapeHtml(s.url)}</code>${flags}</td>`) +
     `<td><span class="state state-${escapeHtml(s.state)}">${escapeHtml(s.state)}</span></td>` +
     `<td>${escapeHtml(s.reason ?? '')}</td>` +
     check +

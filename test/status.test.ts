@@ -211,6 +211,17 @@ test('status: gateway.metrics() is the Prometheus text, with label values escape
   assert.equal((await get(url, '/sockgate/status?format=prometheus')).body, text)
 })
 
+test('status: a named server shows its name on the page, in JSON and as its metrics label', async (t) => {
+  const up = await httpUpstream(t, (_req, res) => { res.writeHead(200).end() })
+  const { url, gateway } = await gatewayServer(t, { target: [{ url: up.url, name: 'node-1' }], status: true })
+  const page = await get(url, '/sockgate/status')
+  assert.ok(page.body.includes(`<strong>node-1</strong> <code>${up.url}</code>`), 'the row does not show the name')
+  assert.equal(gateway.status().pools.default!.servers[0]!.name, 'node-1')
+  const { samples } = parsePrometheus(gateway.metrics())
+  assert.equal(valueOf(samples, 'sockgate_upstream_up', { pool: 'default', server: 'node-1' }), 1)
+  assert.ok(!samples.some((x) => x.labels.server === up.url), 'a named server is still labelled by its URL')
+})
+
 test('status: the auth hook decides who sees the page; no (or a throw) is 403', async (t) => {
   const up = await httpUpstream(t, (_req, res) => { res.writeHead(200).end() })
   const { url } = await gatewayServer(t, {
