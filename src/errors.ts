@@ -20,6 +20,9 @@ export type ErrorCode =
   | 'SOCKGATE_ERR_UPGRADE_REFUSED'
   | 'SOCKGATE_ERR_CLIENT_ABORTED'
   | 'SOCKGATE_ERR_FORBIDDEN'
+  | 'SOCKGATE_ERR_BODY_CONSUMED'
+  | 'SOCKGATE_ERR_STICKY_MISS'
+  | 'SOCKGATE_ERR_HOOK'
 
 /** Base class of every sockgate error. */
 export class SockgateError extends Error {
@@ -157,6 +160,40 @@ export class ForbiddenError extends SockgateError {
   }
 }
 
+/** Middleware read the request body before sockgate, and what it left cannot be encoded again. */
+export class BodyConsumedError extends SockgateError {
+  constructor (type: string) {
+    super('SOCKGATE_ERR_BODY_CONSUMED', 500,
+      `The request body (${type}) was already read by a body parser mounted before sockgate, and what it left in req.body ` +
+      'cannot be encoded again; mount sockgate before the body parser, or mount the parser only on the app\'s own routes.')
+    this.name = 'BodyConsumedError'
+  }
+}
+
+/**
+ * An upstream answered engine.io's "Session ID unknown" to a request that
+ * named a session: the answer is relayed, and this says why it happened.
+ */
+export class StickyMissError extends SockgateError {
+  constructor (url: string, sid: string, pinned: boolean) {
+    super('SOCKGATE_ERR_STICKY_MISS', 400, pinned
+      ? `Upstream ${url} no longer holds engine.io session ${JSON.stringify(sid)}, which sockgate had pinned to it ` +
+        '(it restarted, or the session timed out); the client reconnects, and if this repeats check the server\'s restarts and pingTimeout.'
+      : `Upstream ${url} does not hold engine.io session ${JSON.stringify(sid)}, and this gateway never saw the session open: ` +
+        'its handshake went through another gateway process, or sticky.engineIo is off; see docs/balancing.md on sticky sessions.')
+    this.name = 'StickyMissError'
+  }
+}
+
+/** A hook of the options (`authorize`, `onError`, `onResponse`) threw, rejected or answered with something unusable. */
+export class HookError extends SockgateError {
+  constructor (hook: 'authorize' | 'onError' | 'onResponse', cause: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause)
+    super('SOCKGATE_ERR_HOOK', 500, `The ${hook} hook failed (${why}); the client got a 500. Fix the hook: see the cause.`, { cause })
+    this.name = 'HookError'
+  }
+}
+
 /** All codes, for documentation checks and for users who switch on them. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_INVALID_OPTION',
@@ -173,4 +210,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_UPGRADE_REFUSED',
   'SOCKGATE_ERR_CLIENT_ABORTED',
   'SOCKGATE_ERR_FORBIDDEN',
+  'SOCKGATE_ERR_BODY_CONSUMED',
+  'SOCKGATE_ERR_STICKY_MISS',
+  'SOCKGATE_ERR_HOOK',
 ] satisfies ErrorCode[])

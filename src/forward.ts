@@ -1,62 +1,11 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import { Transform, type TransformCallback } from 'node:stream'
+import type { ServerResponse } from 'node:http'
 import { Pool as UndiciPool, type Dispatcher } from 'undici'
-import {
-  BodyTooLargeError, ClientAbortedError, SockgateError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
-} from './errors.js'
+import { ClientAbortedError, SockgateError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError } from './errors.js'
+import type { RequestBody } from './body.js'
 import { filterResponseHeaders } from './headers.js'
 import { countResponse } from './metrics.js'
 import type { UpstreamServer } from './upstream/server.js'
 import type { UpstreamTlsOptions } from './types.js'
-
-/**
- * Bodies up to this size are read whole before the upstream is picked, so a
- * failed attempt can be replayed on the next server (nginx buffers request
- * bodies too: `proxy_request_buffering on`). Engine.io polling POSTs fit.
- */
-export const REPLAYABLE_BODY = 65_536
-
-/** A request body as it will be sent: nothing, a buffer (replayable), or a stream (sent once). */
-export type RequestBody = null | Buffer | BodyLimit
-
-/** Counts a streamed body and fails it once it runs past the limit. */
-export class BodyLimit extends Transform {
-  /** Bytes that went through so far. */
-  seen = 0
-  constructor (private readonly limit: number) {
-    super()
-  }
-
-  override _transform (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.seen += chunk.length
-    if (this.seen > this.limit) cb(new BodyTooLargeError(this.limit))
-    else cb(null, chunk)
-  }
-}
-
-/**
- * Prepare the request body. Rejects with `BodyTooLargeError` when the
- * declared or buffered length is past `limit` (the upstream never sees it).
- * A streamed body goes through a counter that cuts it off at the limit; the
- * request stream itself is never handed to undici, which destroys what it
- * is given on failure.
- */
-export async function readBody (req: IncomingMessage, limit: number): Promise<RequestBody> {
-  const declared = req.headers['content-length']
-  const chunked = req.headers['transfer-encoding'] !== undefined
-  if (declared === undefined && !chunked) return null
-  const length = declared === undefined ? -1 : Number(declared)
-  if (length > limit) throw new BodyTooLargeError(limit)
-  if (length === 0) return null
-  if (length > 0 && length <= REPLAYABLE_BODY) {
-    const chunks: Buffer[] = []
-    for await (const chunk of req) chunks.push(chunk as Buffer)
-    return Buffer.concat(chunks)
-  }
-  const counter = new BodyLimit(limit)
-  req.pipe(counter)
-  return counter
-}
 
 /** The server's origin as undici accepts it: `ws:`/`wss:` servers take plain requests over `http:`/`https:`. */
 function httpOrigin (server: UpstreamServer): string {
@@ -96,6 +45,8 @@ export interface ForwardRequest {
   setCookie?: string | undefined
   /** Shown the status and the first body chunk of the answer before it is relayed (engine.io sid learning). */
   onFirstChunk?: ((statusCode: number, chunk: Buffer) => void) | undefined
+  /** May change the answer's headers before they are sent (the `onResponse` option); a throw fails the request. */
+  onResponse?: ((headers: Record<string, string | string[]>) => void) | undefined
 }
 
 /**
@@ -154,12 +105,22 @@ export class Forwarder {
         },
         onResponseStart (c, statusCode, headers, statusMessage) {
           if (statusCode < 200) return
+          const out = filterResponseHeaders(headers as Record<string, string | string[]>)
+          if (fr.setCookie !== undefined) appendSetCookie(out, fr.setCookie)
+          if (fr.onResponse !== undefined) {
+            try {
+              fr.onResponse(out)
+            } catch (err) {
+              // Nothing reached the client yet: the request fails as a whole, and this server is not blamed.
+              reject(err)
+              c.abort(err as Error)
+              return
+            }
+          }
           started = true
           countResponse(server, statusCode)
           resolve()
           status = statusCode
-          const out = filterResponseHeaders(headers as Record<string, string | string[]>)
-          if (fr.setCookie !== undefined) appendSetCookie(out, fr.setCookie)
           res.writeHead(statusCode, statusMessage ?? '', out)
         },
         onResponseData (c, chunk) {

@@ -1,15 +1,17 @@
 import { EventEmitter } from 'node:events'
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import {
-  BadRequestError, BadUpgradeError, NoRouteError, ClientAbortedError, GatewayClosedError, SockgateError,
+  BadRequestError, BadUpgradeError, NoRouteError, ClientAbortedError, GatewayClosedError, HookError, SockgateError, StickyMissError,
 } from './errors.js'
+import { readBody, reencodeBody, withBodyLength } from './body.js'
 import { withFailover } from './failover.js'
-import { Forwarder, readBody, type ForwardRequest } from './forward.js'
-import { rewriteRequestHeaders } from './headers.js'
+import { Forwarder, type ForwardRequest } from './forward.js'
+import { headersAsEdited, rewriteRequestHeaders } from './headers.js'
+import { GatewayLog, type UpstreamStateEvent } from './log.js'
 import { normalizeOptions, type NormalizedOptions, type NormalizedRoute } from './options.js'
-import { sendError, writeSocketError } from './respond.js'
+import { sendAnswer, sendError, verdictAnswer, writeSocketAnswer, writeSocketError, type Answer } from './respond.js'
 import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 import { resolveClientAddress, unmapAddress } from './trust.js'
 import { Tunnel } from './tunnel.js'
@@ -32,9 +34,12 @@ export interface GatewayEvents {
   'proxy:error': [ProxyErrorEvent]
   'tunnel:open': [TunnelOpenEvent]
   'tunnel:close': [TunnelCloseEvent]
-  'upstream:down': [{ pool: string, server: string, reason: string }]
-  'upstream:up': [{ pool: string, server: string, reason: string }]
+  'upstream:down': [UpstreamStateEvent]
+  'upstream:up': [UpstreamStateEvent]
 }
+
+/** Hands a failure to the caller instead of answering it (Express's `next(err)`). */
+export type FailureHandler = (err: SockgateError) => void
 
 /** Who the client is, as far as this hop can tell. */
 interface Peer {
@@ -66,6 +71,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private readonly tunnels = new Set<Tunnel>()
   private readonly detachers = new Map<Server, () => void>()
   private readonly health: HealthChecker
+  private readonly log: GatewayLog | null
   private closing: Promise<void> | undefined
 
   constructor (options: NormalizedOptions) {
@@ -73,9 +79,12 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.options = options
     this.routes = compileRoutes(options.routes)
     this.forwarder = new Forwarder(options.timeouts)
+    this.log = options.logger === null ? null : new GatewayLog(options.logger)
     // Passive health, operators and active checks all report state changes the same way.
     const announce = (pool: string, server: UpstreamServer, up: boolean, reason: string): void => {
-      this.emit(up ? 'upstream:up' : 'upstream:down', { pool, server: server.url, reason })
+      const event = { pool, server: server.url, name: server.name, reason }
+      this.log?.upstream(up, event)
+      this.emit(up ? 'upstream:up' : 'upstream:down', event)
     }
     for (const spec of options.upstreams) {
       this.pools.set(spec.name, new Pool(spec, (server, up, reason) => announce(spec.name, server, up, reason),
@@ -115,17 +124,22 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
   }
 
-  private report (error: SockgateError, kind: 'http' | 'upgrade', req: IncomingMessage, peer: Peer | undefined, pool?: string, server?: UpstreamServer): void {
-    if (this.listenerCount('proxy:error') === 0) return
-    this.emit('proxy:error', {
+  /** Tell `proxy:error` listeners and the log (unless the route has `log: false`) about a failure. */
+  private report (error: SockgateError, kind: 'http' | 'upgrade', req: IncomingMessage, peer: Peer | undefined,
+    pool?: string, server?: UpstreamServer, route?: NormalizedRoute): void {
+    const logged = this.log !== null && route?.log !== false
+    if (!logged && this.listenerCount('proxy:error') === 0) return
+    const event: ProxyErrorEvent = {
       error,
       kind,
       ...(pool === undefined ? {} : { pool }),
-      ...(server === undefined ? {} : { server: server.url }),
+      ...(server === undefined ? {} : { server: server.url, name: server.name }),
       method: req.method ?? '',
       path: req.url ?? '',
       clientAddress: peer?.clientAddress ?? req.socket.remoteAddress ?? '',
-    })
+    }
+    if (logged) this.log?.proxyError(event)
+    this.emit('proxy:error', event)
   }
 
   private targetPath (route: NormalizedRoute, url: string): string {
@@ -135,9 +149,10 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /**
    * Node `'request'` handler: forwards a routed request to its pool and
    * streams the answer back. Calls `next()` (or answers 404 without one) when
-   * no route matches.
+   * no route matches. `onFailure`, when given, takes every failure that would
+   * otherwise be answered with a 4xx/5xx (Express's `next(err)`).
    */
-  handleRequest (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void {
+  handleRequest (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void, onFailure?: FailureHandler): void {
     // The status page comes before routing: it answers on every host unless status.host is set.
     if (this.options.status !== null && isStatusRequest(this.options.status, req)) {
       serveStatus(this, this.options.status, req, res).catch((err: unknown) => res.destroy(err as Error))
@@ -146,45 +161,112 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const url = req.url ?? '/'
     // Checked before routing: an authority-form (CONNECT) or absolute-form target has no path, so no
     // route could match it and it would fall through to next(); it is the client's mistake, so 400.
-    if (METHODS_WITHOUT_TARGET.has(req.method ?? '')) return this.refuse(res, req, new BadRequestError('CONNECT is not proxied'))
-    if (url !== '*' && !url.startsWith('/')) return this.refuse(res, req, new BadRequestError('the request target must be a path'))
+    if (METHODS_WITHOUT_TARGET.has(req.method ?? '')) return this.refuse(req, res, new BadRequestError('CONNECT is not proxied'), onFailure)
+    if (url !== '*' && !url.startsWith('/')) return this.refuse(req, res, new BadRequestError('the request target must be a path'), onFailure)
     const route = this.routes.match(req.headers.host, url)
     if (route === undefined || req.method === undefined) {
       if (next !== undefined) next()
-      else this.refuse(res, req, new NoRouteError(req.headers.host ?? '', url))
+      else this.refuse(req, res, new NoRouteError(req.headers.host ?? '', url), onFailure)
       return
     }
-    if (this.closing !== undefined) return this.refuse(res, req, new GatewayClosedError())
-    if (url.startsWith('//')) {
-      // The upstream comes from the route table only: never from an absolute-form target or a `//host` path.
-      return this.refuse(res, req, new BadRequestError('the request target must be a path'))
-    }
-    if (req.headers.upgrade !== undefined) return this.refuse(res, req, upgradeAsRequest(req))
-    this.forward(req, res, route).catch((err: unknown) => {
+    let refusal: SockgateError | undefined
+    if (this.closing !== undefined) refusal = new GatewayClosedError()
+    // The upstream comes from the route table only: never from an absolute-form target or a `//host` path.
+    else if (url.startsWith('//')) refusal = new BadRequestError('the request target must be a path')
+    else if (req.headers.upgrade !== undefined) refusal = upgradeAsRequest(req)
+    if (refusal !== undefined) return this.refuse(req, res, refusal, onFailure, route)
+    this.forward(req, res, route, onFailure).catch((err: unknown) => {
       // forward() handles its own failures; this is a last guard so nothing escapes as an unhandled rejection.
       res.destroy(err as Error)
     })
   }
 
-  private refuse (res: ServerResponse, req: IncomingMessage, err: SockgateError, kind: 'http' | 'upgrade' = 'http'): void {
-    this.report(err, kind, req, undefined)
-    sendError(res, err)
+  private refuse (req: IncomingMessage, res: ServerResponse, err: SockgateError, onFailure?: FailureHandler, route?: NormalizedRoute): void {
+    this.report(err, 'http', req, undefined, route?.upstream, undefined, route)
+    this.answerFailure(req, res, err, onFailure)
   }
 
-  private async forward (req: IncomingMessage, res: ServerResponse, route: NormalizedRoute): Promise<void> {
+  /**
+   * Answer a failure that happened before the upstream's answer began: hand
+   * it to `onFailure` (Express's `next(err)`) or the `onError` hook when there
+   * is one, and send the usual 4xx/5xx when neither answered. A client that
+   * left is only cut loose; an answer already under way is cut.
+   */
+  private answerFailure (req: IncomingMessage, target: ServerResponse | Duplex, err: SockgateError, onFailure?: FailureHandler): void {
+    const http = target instanceof ServerResponse
+    if (err instanceof ClientAbortedError || (http && target.headersSent)) {
+      target.destroy()
+      return
+    }
+    if (onFailure !== undefined && http) {
+      onFailure(err)
+      return
+    }
+    const answerUsual = (): void => {
+      if (http) {
+        if (!target.headersSent && !target.writableEnded) sendError(target, err)
+      } else if (!target.destroyed && !target.writableEnded) {
+        writeSocketError(target, err)
+      }
+    }
+    const onError = this.options.onError
+    if (onError === null) return answerUsual()
+    const hookFailed = (cause: unknown): void => {
+      this.report(new HookError('onError', cause), http ? 'http' : 'upgrade', req, undefined)
+      answerUsual()
+    }
+    let result: void | Promise<void>
+    try {
+      result = onError(err, req, target)
+    } catch (cause) {
+      return hookFailed(cause)
+    }
+    if (result instanceof Promise) result.then(answerUsual, hookFailed)
+    else answerUsual()
+  }
+
+  /**
+   * Run the `authorize` hook. Resolves with true when the request may go on;
+   * otherwise the hook's answer (or, when it failed, a 500) has been given
+   * through `answer`/`fail`, and the caller stops.
+   */
+  private async authorized (req: IncomingMessage, route: NormalizedRoute, kind: 'http' | 'upgrade', peer: Peer | undefined,
+    answer: (a: Answer) => void, fail: (err: SockgateError) => void): Promise<boolean> {
+    const authorize = this.options.authorize
+    if (authorize === null) return true
+    let verdict: Answer | null
+    try {
+      verdict = verdictAnswer(await authorize(req))
+    } catch (cause) {
+      const error = new HookError('authorize', cause)
+      this.report(error, kind, req, peer, route.upstream, undefined, route)
+      fail(error)
+      return false
+    }
+    if (verdict === null) return true
+    answer(verdict)
+    return false
+  }
+
+  private async forward (req: IncomingMessage, res: ServerResponse, route: NormalizedRoute, onFailure?: FailureHandler): Promise<void> {
     const pool = this.pool(route.upstream)
-    let peer: Peer | undefined
+    const peer = this.peerOf(req)
     let server: UpstreamServer | undefined
     try {
-      peer = this.peerOf(req)
-      const body = await readBody(req, this.options.limits.body)
+      const passed = await this.authorized(req, route, 'http', peer,
+        (a) => sendAnswer(res, a, false), (err) => this.answerFailure(req, res, err, onFailure))
+      if (!passed || res.destroyed) return
+      // A body parser mounted before sockgate has spent the stream: send what it parsed, encoded again.
+      const parsed = req.readableDidRead
+      const body = parsed ? reencodeBody(req, this.options.limits.body) : await readBody(req, this.options.limits.body)
+      const edited = headersAsEdited(req.rawHeaders, req.headers)
+      const raw = parsed && body !== null ? withBodyLength(edited, (body as Buffer).length) : edited
       const replayable = body === null || Buffer.isBuffer(body)
       const ctx: PickContext = { req, clientAddress: peer.clientAddress, now: Date.now() }
       const path = this.targetPath(route, req.url ?? '/')
-      const p = peer
       await withFailover(pool, ctx, () => replayable && !res.headersSent && !res.destroyed, async (s) => {
         server = s
-        const headers = rewriteRequestHeaders(req.rawHeaders, headerContext(p, null, s), this.options.headers)
+        const headers = rewriteRequestHeaders(raw, headerContext(peer, null, s), this.options.headers)
         s.activeRequests++
         s.requests++
         try {
@@ -193,8 +275,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
             path,
             headers,
             body,
-            onLateError: (err) => this.report(err, 'http', req, p, pool.name, s),
-            ...(pool.sticky === null ? {} : stickyHooks(pool.sticky, req, p, s)),
+            onLateError: (err) => this.report(err, 'http', req, peer, pool.name, s, route),
+            onResponse: this.options.onResponse === null ? undefined : responseHook(this.options.onResponse, req, res),
+            ...(pool.sticky === null ? {} : this.stickyHooks(pool.sticky, req, peer, s, route)),
           })
         } catch (err) {
           s.activeRequests--
@@ -206,10 +289,24 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       })
     } catch (err) {
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
-      this.report(error, 'http', req, peer, pool.name, server)
+      this.report(error, 'http', req, peer, pool.name, server, route)
       if (server !== undefined) countResponse(server, error.statusCode)
-      if (error instanceof ClientAbortedError) res.destroy()
-      else sendError(res, error)
+      this.answerFailure(req, res, error, onFailure)
+    }
+  }
+
+  /** The sticky-session hooks of one forwarded request: the cookie to set and the engine.io answer to learn from. */
+  private stickyHooks (sticky: Stickiness, req: IncomingMessage, peer: Peer, server: UpstreamServer,
+    route: NormalizedRoute): Pick<ForwardRequest, 'setCookie' | 'onFirstChunk'> {
+    const url = req.url ?? '/'
+    return {
+      setCookie: sticky.setCookieFor(server, req, isSecureClient(req, peer.encrypted, peer.trusted)),
+      onFirstChunk: sticky.sessions === null
+        ? undefined
+        : (status, chunk) => {
+            const miss = sticky.learnFromResponse(url, server, status, chunk)
+            if (miss !== undefined) this.report(new StickyMissError(server.url, miss.sid, miss.pinned), 'http', req, peer, route.upstream, server, route)
+          },
     }
   }
 
@@ -233,8 +330,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       else error = checked
     }
     if (error !== undefined) {
-      this.report(error, 'upgrade', req, undefined, route.upstream)
-      writeSocketError(socket, error)
+      this.report(error, 'upgrade', req, undefined, route.upstream, undefined, route)
+      this.answerFailure(req, socket, error)
       return true
     }
     this.upgrade(req, socket, head, route, token).catch((err: unknown) => {
@@ -255,10 +352,25 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     // Node's HTTP server sockets allow half-open, so a client that leaves mid-handshake may show up as 'end' only.
     socket.once('end', onGone)
     const early = holdEarlyData(socket, head)
+    const settle = (): Buffer[] => {
+      socket.removeListener('close', onGone)
+      socket.removeListener('end', onGone)
+      return early.release()
+    }
     let server: UpstreamServer | undefined
     try {
+      const passed = await this.authorized(req, route, 'upgrade', peer, (a) => {
+        settle()
+        writeSocketAnswer(socket, a)
+      }, (err) => {
+        settle()
+        this.answerFailure(req, socket, err)
+      })
+      if (!passed) return
+      if (cancel.cancelled) throw new ClientAbortedError()
       const ctx: PickContext = { req, clientAddress: peer.clientAddress, now: Date.now() }
       const path = this.targetPath(route, req.url ?? '/')
+      const raw = headersAsEdited(req.rawHeaders, req.headers)
       const result = await withFailover(pool, ctx, () => !cancel.cancelled, async (s) => {
         server = s
         // A handshake in progress counts against maxConns, or a burst of upgrades could all pass the cap.
@@ -266,7 +378,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         try {
           return await upstreamHandshake(s, {
             path,
-            headers: rewriteRequestHeaders(req.rawHeaders, headerContext(peer, token, s), this.options.headers),
+            headers: rewriteRequestHeaders(raw, headerContext(peer, token, s), this.options.headers),
             token,
             clientKey: req.headers['sec-websocket-key'],
             connectMs: this.options.timeouts.connect,
@@ -278,53 +390,53 @@ export class Gateway extends EventEmitter<GatewayEvents> {
           s.activeRequests--
         }
       })
-      socket.removeListener('close', onGone)
-      socket.removeListener('end', onGone)
-      const held = early.release()
+      const held = settle()
       const s = server!
       countUpgrade(s, result.kind === 'refused' ? 'refused' : socket.destroyed ? 'aborted' : 'switched')
       if (result.kind === 'refused') {
-        this.report(relayRefusal(socket, result.response, result.upstream, s, this.options.timeouts.request), 'upgrade', req, peer, pool.name, s)
-        pool.sticky?.learnFromRefusal(req.url ?? '/', result.response)
+        this.report(relayRefusal(socket, result.response, result.upstream, s, this.options.timeouts.request), 'upgrade', req, peer, pool.name, s, route)
+        pool.sticky?.learnFromRefusal(req.url ?? '/', result.response, (miss) => {
+          this.report(new StickyMissError(s.url, miss.sid, miss.pinned), 'upgrade', req, peer, pool.name, s, route)
+        })
         return
       }
       if (socket.destroyed || this.closing !== undefined) {
         result.upstream.destroy()
         socket.destroy()
-        this.report(socket.destroyed ? new ClientAbortedError() : new GatewayClosedError(), 'upgrade', req, peer, pool.name, s)
+        this.report(socket.destroyed ? new ClientAbortedError() : new GatewayClosedError(), 'upgrade', req, peer, pool.name, s, route)
         return
       }
       const setCookie = pool.sticky?.setCookieFor(s, req, isSecureClient(req, peer.encrypted, peer.trusted))
       socket.write(setCookie === undefined ? result.head : addHeaderToHead(result.head, 'Set-Cookie', setCookie))
       if (result.early.length > 0) socket.write(result.early)
       for (const chunk of held) result.upstream.write(chunk)
-      this.openTunnel(socket, result.upstream, s, pool.name, req, peer)
+      this.openTunnel(socket, result.upstream, s, route, req, peer)
       const sticky = pool.sticky
       if (sticky !== null && sticky.sessions !== null) {
         socket.once('close', () => sticky.tunnelClosed(req.url ?? '/', s))
       }
     } catch (err) {
-      socket.removeListener('close', onGone)
-      socket.removeListener('end', onGone)
-      early.release()
+      settle()
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
-      this.report(error, 'upgrade', req, peer, pool.name, server)
+      this.report(error, 'upgrade', req, peer, pool.name, server, route)
       if (server !== undefined) countUpgrade(server, error instanceof ClientAbortedError ? 'aborted' : 'failed')
-      if (error instanceof ClientAbortedError) socket.destroy()
-      else writeSocketError(socket, error)
+      this.answerFailure(req, socket, error)
     }
   }
 
-  private openTunnel (client: Duplex, upstream: import('node:net').Socket, server: UpstreamServer, pool: string, req: IncomingMessage, peer: Peer): void {
-    const info: TunnelOpenEvent = { pool, server: server.url, name: server.name, path: req.url ?? '/', clientAddress: peer.clientAddress }
+  private openTunnel (client: Duplex, upstream: import('node:net').Socket, server: UpstreamServer, route: NormalizedRoute, req: IncomingMessage, peer: Peer): void {
+    const info: TunnelOpenEvent = { pool: route.upstream, server: server.url, name: server.name, path: req.url ?? '/', clientAddress: peer.clientAddress }
+    const log = route.log ? this.log : null
     server.activeTunnels++
     server.upgrades++
     const tunnel = new Tunnel(client, upstream, server, info, this.options.timeouts.idle, (t, event) => {
       this.tunnels.delete(t)
       server.activeTunnels--
+      log?.tunnelClosed(event)
       this.emit('tunnel:close', event)
     })
     this.tunnels.add(tunnel)
+    log?.tunnelOpened(info)
     this.emit('tunnel:open', info)
   }
 
@@ -428,12 +540,14 @@ function headerContext (peer: Peer, upgrade: string | null, server: UpstreamServ
   }
 }
 
-/** The sticky-session hooks of one forwarded request: the cookie to set and the engine.io answer to learn from. */
-function stickyHooks (sticky: Stickiness, req: IncomingMessage, peer: Peer, server: UpstreamServer): Pick<ForwardRequest, 'setCookie' | 'onFirstChunk'> {
-  const url = req.url ?? '/'
-  return {
-    setCookie: sticky.setCookieFor(server, req, isSecureClient(req, peer.encrypted, peer.trusted)),
-    onFirstChunk: sticky.sessions === null ? undefined : (status, chunk) => sticky.learnFromResponse(url, server, status, chunk),
+/** `onResponse` bound to one request; a throw fails the request with `SOCKGATE_ERR_HOOK` (500). */
+function responseHook (hook: NonNullable<NormalizedOptions['onResponse']>, req: IncomingMessage, res: ServerResponse): ForwardRequest['onResponse'] {
+  return (headers) => {
+    try {
+      hook(req, res, headers)
+    } catch (cause) {
+      throw new HookError('onResponse', cause)
+    }
   }
 }
 

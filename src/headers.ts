@@ -444,3 +444,67 @@ export function serializeHead (startLine: string, flat: readonly string[]): stri
   for (let i = 0; i + 1 < flat.length; i += 2) head += `${flat[i] as string}: ${flat[i + 1] as string}\r\n`
   return `${head}\r\n`
 }
+
+/**
+ * The request's headers as earlier middleware left them, as a flat
+ * `[name, value, ...]` list for {@link rewriteRequestHeaders}. Node parses
+ * `rawHeaders` into `req.headers` once; an auth middleware may then add,
+ * change or delete fields there, and what it did is what the upstream gets.
+ * A field still as Node parsed it keeps its spelling, order and repeats; a
+ * changed one takes its new value(s) at its first place; a deleted one goes;
+ * an added one comes last. When nothing changed (the usual case) `rawHeaders`
+ * itself is returned, with no allocation.
+ */
+export function headersAsEdited (rawHeaders: readonly string[], headers: Readonly<Record<string, string | string[] | number | undefined>>): readonly string[] {
+  let same = true
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (headers[(rawHeaders[i] as string).toLowerCase()] !== rawHeaders[i + 1]) {
+      same = false
+      break
+    }
+  }
+  if (same) {
+    let fields = 0
+    for (const name in headers) if (headers[name] !== undefined) fields++
+    // Equal counts with every raw field matching: no field was added (repeated names would have differed above).
+    if (fields * 2 === rawHeaders.length) return rawHeaders
+  }
+
+  const raw = new Map<string, string[]>()
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const lower = (rawHeaders[i] as string).toLowerCase()
+    const values = raw.get(lower)
+    if (values === undefined) raw.set(lower, [rawHeaders[i + 1] as string])
+    else values.push(rawHeaders[i + 1] as string)
+  }
+  const out: string[] = []
+  const replaced = new Set<string>()
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    const lower = name.toLowerCase()
+    const current = headers[lower]
+    if (current === undefined || replaced.has(lower)) continue
+    if (asParsed(current, raw.get(lower) as string[])) {
+      out.push(name, rawHeaders[i + 1] as string)
+      continue
+    }
+    replaced.add(lower)
+    pushValues(out, name, current)
+  }
+  for (const lower in headers) {
+    const current = headers[lower]
+    if (current !== undefined && !raw.has(lower)) pushValues(out, lower, current)
+  }
+  return out
+}
+
+/** `current` is what Node makes of `values`: the first of them, or all joined (`, `, or `; ` for Cookie), or the list (Set-Cookie). */
+function asParsed (current: string | string[] | number, values: readonly string[]): boolean {
+  if (Array.isArray(current)) return current.length === values.length && current.every((v, i) => v === values[i])
+  return current === values[0] || current === values.join(', ') || current === values.join('; ')
+}
+
+function pushValues (out: string[], name: string, value: string | string[] | number): void {
+  if (Array.isArray(value)) for (const v of value) out.push(name, v)
+  else out.push(name, String(value))
+}

@@ -72,9 +72,9 @@ export interface NormalizedOptions {
   /** Allowed Upgrade tokens, lower case. */
   upgrades: ReadonlySet<string>
   status: { path: string, host: string | null, auth: StatusOptions['auth'] | null } | null
-  authorize: GatewayOptions['authorize'] | null
-  onError: GatewayOptions['onError'] | null
-  onResponse: GatewayOptions['onResponse'] | null
+  authorize: NonNullable<GatewayOptions['authorize']> | null
+  onError: NonNullable<GatewayOptions['onError']> | null
+  onResponse: NonNullable<GatewayOptions['onResponse']> | null
   logger: Logger | null
 }
 

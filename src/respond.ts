@@ -1,4 +1,4 @@
-import { STATUS_CODES, type ServerResponse } from 'node:http'
+import { STATUS_CODES, validateHeaderName, validateHeaderValue, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { SockgateError } from './errors.js'
 
@@ -20,44 +20,93 @@ function extraHeaders (err: SockgateError): Array<[string, string]> {
   return []
 }
 
+/** A complete answer to send: a sockgate error, or what an `authorize` hook decided. */
+export interface Answer {
+  status: number
+  headers: Record<string, string>
+  body: string | Buffer
+}
+
+/** The answer a client gets for `err`: its status, a plain-text body, and Retry-After or Sec-WebSocket-Version where they apply. */
+export function errorAnswer (err: SockgateError): Answer {
+  const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' }
+  for (const [name, value] of extraHeaders(err)) headers[name.toLowerCase()] = value
+  return { status: err.statusCode, headers, body: clientText(err) + '\n' }
+}
+
+/**
+ * What an `authorize` verdict means: null lets the request through; `false`
+ * is 403, a status is that status, `{ status, headers?, body? }` that answer
+ * (the body defaults to the status text). Throws on anything else, and on
+ * header names or values that could not be sent (CR, LF...), so the hook's
+ * mistake is a 500 and never a split header.
+ */
+export function verdictAnswer (verdict: unknown): Answer | null {
+  if (verdict === true) return null
+  const spec = verdict === false ? { status: 403 } : typeof verdict === 'number' ? { status: verdict } : verdict
+  if (typeof spec !== 'object' || spec === null) throw new TypeError(`authorize returned ${String(verdict)}; expected true, false, a status or { status, headers?, body? }`)
+  const { status, headers = {}, body } = spec as { status?: unknown, headers?: unknown, body?: unknown }
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) {
+    throw new TypeError(`authorize answered status ${String(status)}; expected a whole number from 200 to 599`)
+  }
+  if (typeof headers !== 'object' || headers === null) throw new TypeError('authorize answered headers that are not an object')
+  const checked: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    validateHeaderName(name)
+    validateHeaderValue(name, value)
+    checked[name.toLowerCase()] = String(value)
+  }
+  if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body)) throw new TypeError('authorize answered a body that is not a string or Buffer')
+  if (body === undefined) checked['content-type'] ??= 'text/plain; charset=utf-8'
+  return { status, headers: checked, body: body ?? `${status} ${STATUS_CODES[status] ?? ''}\n` }
+}
+
 /**
  * Answer a raw socket (an upgrade has no response object) with a short
  * HTTP/1.1 response and `Connection: close`, then close it once the bytes are
  * flushed, as ws does when it aborts a handshake.
  */
-export function writeSocketError (socket: Duplex, err: SockgateError): void {
+export function writeSocketAnswer (socket: Duplex, answer: Answer): void {
   if (socket.destroyed) return
   socket.on('error', noop)
   if (!socket.writable) {
     socket.destroy()
     return
   }
-  const body = clientText(err) + '\n'
-  let head = `HTTP/1.1 ${err.statusCode} ${STATUS_CODES[err.statusCode] ?? 'Error'}\r\n` +
-    'Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n' +
-    `Content-Length: ${Buffer.byteLength(body)}\r\n`
-  for (const [name, value] of extraHeaders(err)) head += `${name}: ${value}\r\n`
+  const body = typeof answer.body === 'string' ? Buffer.from(answer.body) : answer.body
+  let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}\r\nConnection: close\r\n`
+  for (const [name, value] of Object.entries(answer.headers)) {
+    if (name !== 'content-length' && name !== 'connection') head += `${name}: ${value}\r\n`
+  }
   socket.once('finish', () => socket.destroy())
-  socket.end(head + '\r\n' + body)
+  socket.end(Buffer.concat([Buffer.from(`${head}content-length: ${body.length}\r\n\r\n`, 'latin1'), body]))
 }
 
-/** Answer an HTTP request with the error's status; if the answer had already begun, cut the connection instead. */
-export function sendError (res: ServerResponse, err: SockgateError): void {
+/** {@link writeSocketAnswer} with the answer for `err`. */
+export function writeSocketError (socket: Duplex, err: SockgateError): void {
+  writeSocketAnswer(socket, errorAnswer(err))
+}
+
+/**
+ * Answer an HTTP request; if the answer had already begun, cut the
+ * connection instead. `close` adds `Connection: close` (set it when the
+ * request body was not read, or it would be parsed as the next request).
+ */
+export function sendAnswer (res: ServerResponse, answer: Answer, close: boolean): void {
   if (res.headersSent || res.destroyed) {
     res.destroy()
     return
   }
-  const body = clientText(err) + '\n'
-  const headers: Record<string, string> = {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': String(Buffer.byteLength(body)),
-  }
-  for (const [name, value] of extraHeaders(err)) headers[name.toLowerCase()] = value
-  // A request body we refused to read would otherwise be parsed as the next request; a client whose
-  // upgrade failed expected this connection to switch protocols, so it is not kept for more requests.
-  if (err.statusCode === 413 || err.code === 'SOCKGATE_ERR_BAD_UPGRADE' || !res.req.complete) headers.connection = 'close'
-  res.writeHead(err.statusCode, headers)
-  res.end(body)
+  const headers: Record<string, string> = { ...answer.headers, 'content-length': String(Buffer.byteLength(answer.body)) }
+  if (close || !res.req.complete) headers.connection = 'close'
+  res.writeHead(answer.status, headers)
+  res.end(answer.body)
+}
+
+/** {@link sendAnswer} with the answer for `err`. */
+export function sendError (res: ServerResponse, err: SockgateError): void {
+  // A client whose upgrade failed expected this connection to switch protocols, so it is not kept for more requests.
+  sendAnswer(res, errorAnswer(err), err.statusCode === 413 || err.code === 'SOCKGATE_ERR_BAD_UPGRADE')
 }
 
 function noop (): void {}

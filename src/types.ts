@@ -264,7 +264,10 @@ export interface ProxyErrorEvent {
   error: import('./errors.js').SockgateError
   kind: 'http' | 'upgrade'
   pool?: string
+  /** The server's URL. */
   server?: string
+  /** The server's `name`, or null. */
+  name?: string | null
   method: string
   path: string
   clientAddress: string

@@ -24,6 +24,9 @@ const ALL_CODES: Record<ErrorCode, true> = {
   SOCKGATE_ERR_UPGRADE_REFUSED: true,
   SOCKGATE_ERR_CLIENT_ABORTED: true,
   SOCKGATE_ERR_FORBIDDEN: true,
+  SOCKGATE_ERR_BODY_CONSUMED: true,
+  SOCKGATE_ERR_STICKY_MISS: true,
+  SOCKGATE_ERR_HOOK: true,
 }
 
 const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5001'), { code: 'ECONNREFUSED' })
@@ -44,6 +47,9 @@ const SAMPLES: Record<string, () => SockgateError> = {
   UpgradeRefusedError: () => new sockgate.UpgradeRefusedError('http://127.0.0.1:5001', 404),
   ClientAbortedError: () => new sockgate.ClientAbortedError(),
   ForbiddenError: () => new sockgate.ForbiddenError('the status page'),
+  BodyConsumedError: () => new sockgate.BodyConsumedError('multipart/form-data'),
+  StickyMissError: () => new sockgate.StickyMissError('http://127.0.0.1:5001', 'AbC123', true),
+  HookError: () => new sockgate.HookError('authorize', new Error('token store down')),
 }
 
 /** Names of the classes the package exports that extend SockgateError. */

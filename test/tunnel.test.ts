@@ -83,7 +83,7 @@ test('tunnel: tunnel:open and tunnel:close name the pool and server and count by
   const { url, upstream, gateway, events } = await echoThroughGateway(t)
   const ws = await openWs(t, url + '/events?room=1')
   assert.equal(events.opened.length, 1)
-  assert.deepEqual(events.opened[0], { pool: 'default', server: upstream.url, path: '/events?room=1', clientAddress: '127.0.0.1' })
+  assert.deepEqual(events.opened[0], { pool: 'default', server: upstream.url, name: null, path: '/events?room=1', clientAddress: '127.0.0.1' })
   assert.equal(String(await roundTrip(ws, 'x'.repeat(100))), 'x'.repeat(100))
   ws.close()
   assert.ok(await eventually(() => events.closed.length === 1), 'no tunnel:close')

@@ -10,6 +10,16 @@ import type { UpstreamServer } from '../upstream/server.js'
  */
 export const SESSION_UNKNOWN = 'Session ID unknown'
 
+/**
+ * An upstream answered {@link SESSION_UNKNOWN} for session `sid`; `pinned`
+ * says whether the table had pinned it to that server (the server lost it)
+ * or never saw it open (another gateway did, or learning is off).
+ */
+export interface StickyMiss {
+  sid: string
+  pinned: boolean
+}
+
 /** Bytes of a response's first chunk searched for an open packet or {@link SESSION_UNKNOWN}. */
 const PEEK_BYTES = 512
 
@@ -115,33 +125,39 @@ export class Stickiness {
    * a 400 "Session ID unknown" for a `?sid=` request forgets that session
    * (it ended, or it lived on a server that is gone). Engine.io answers both
    * uncompressed (they are under its 1 KiB compression threshold), so the
-   * first chunk is enough.
+   * first chunk is enough. Returns the miss for the second case.
    */
-  learnFromResponse (url: string, server: UpstreamServer, statusCode: number, firstChunk: Buffer): void {
-    if (this.sessions === null) return
+  learnFromResponse (url: string, server: UpstreamServer, statusCode: number, firstChunk: Buffer): StickyMiss | undefined {
+    if (this.sessions === null) return undefined
     if (statusCode === 200) {
-      if (!isPollingHandshake(url)) return
+      if (!isPollingHandshake(url)) return undefined
       const sid = sidFromOpenPacket(firstChunk.toString('utf8', 0, Math.min(firstChunk.length, PEEK_BYTES)))
       if (sid !== undefined) this.sessions.set(sid, server)
     } else if (statusCode === 400) {
-      this.forgetIfUnknown(url, firstChunk)
+      return this.forgetIfUnknown(url, firstChunk)
     }
+    return undefined
   }
 
   /**
    * An upgrade for `url` was refused with `response` (relayed to the client
    * as it is): when it is engine.io's 400 "Session ID unknown", forget that
-   * session. Only reads alongside the relay, never consumes the body itself.
+   * session and tell `onMiss`. Only reads alongside the relay, never
+   * consumes the body itself.
    */
-  learnFromRefusal (url: string, response: IncomingMessage): void {
+  learnFromRefusal (url: string, response: IncomingMessage, onMiss: (miss: StickyMiss) => void): void {
     if (this.sessions === null || response.statusCode !== 400 || sidFromQuery(url) === undefined) return
-    response.once('data', (chunk: Buffer) => this.forgetIfUnknown(url, chunk))
+    response.once('data', (chunk: Buffer) => {
+      const miss = this.forgetIfUnknown(url, chunk)
+      if (miss !== undefined) onMiss(miss)
+    })
   }
 
-  private forgetIfUnknown (url: string, chunk: Buffer): void {
+  private forgetIfUnknown (url: string, chunk: Buffer): StickyMiss | undefined {
     const sid = sidFromQuery(url)
-    if (sid === undefined || this.sessions === null) return
-    if (chunk.toString('utf8', 0, Math.min(chunk.length, PEEK_BYTES)).includes(SESSION_UNKNOWN)) this.sessions.delete(sid)
+    if (sid === undefined || this.sessions === null) return undefined
+    if (!chunk.toString('utf8', 0, Math.min(chunk.length, PEEK_BYTES)).includes(SESSION_UNKNOWN)) return undefined
+    return { sid, pinned: this.sessions.delete(sid) }
   }
 
   /**
