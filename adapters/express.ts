@@ -17,7 +17,9 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type ServeStatic from 'serve-static'
-import { attachPaths, createGateway, Gateway, normalizeMountPath, ServerMounts, type GatewayOptions } from '../src/index.js'
+import {
+  attachPaths, createGateway, Gateway, InvalidOptionError, normalizeMountPath, ServerMounts, type GatewayOptions,
+} from '../src/index.js'
 import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathOf, type AssetsOptions } from './assets.js'
 import { isServer, notFound, requirePeer } from './common.js'
 
@@ -35,6 +37,16 @@ export interface AttachOptions {
    * Default: the paths the middleware was mounted at with `app.use()`, or `'/'`.
    */
   path?: string | string[]
+}
+
+/** Options of the Express middleware itself, beside the gateway's. */
+export interface MiddlewareOptions {
+  /**
+   * Hand failures (502, 503, 504, 400...) to `next(err)`, so the app's own
+   * error handler answers them; `err` is a `SockgateError` with `statusCode`.
+   * Default: `false` (the gateway answers, or its `onError` hook).
+   */
+  next?: boolean
 }
 
 /** The middleware `sockgate()` returns. */
@@ -94,8 +106,15 @@ const WARNING_TYPE = 'SockgateWarning'
  * Make Express middleware from gateway options, or from a gateway already
  * built (so one gateway can serve several apps).
  */
-export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware {
+export function sockgate (options: GatewayOptions | Gateway, middlewareOptions: MiddlewareOptions = {}): SockgateMiddleware {
   const gateway = options instanceof Gateway ? options : createGateway(options)
+  if (typeof middlewareOptions !== 'object' || middlewareOptions === null) {
+    throw new InvalidOptionError('sockgate(options, middlewareOptions)', 'must be an object such as { next: true }')
+  }
+  const { next: failuresToNext = false, ...unknownOptions } = middlewareOptions
+  const unknownOption = Object.keys(unknownOptions)[0]
+  if (unknownOption !== undefined) throw new InvalidOptionError(unknownOption, 'is not a middleware option (expected: next)')
+  if (typeof failuresToNext !== 'boolean') throw new InvalidOptionError('next', 'must be a boolean')
   const mounts: Array<{ parent: ExpressApp, path: unknown }> = []
   const servers = new Map<Server, ServerState>()
   const watched = new WeakSet<object>()
@@ -185,7 +204,7 @@ export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware
   const middleware = function sockgate (req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
     attachLate(req)
     try {
-      gateway.handleRequest(req, res, next)
+      gateway.handleRequest(req, res, next, failuresToNext ? next : undefined)
     } catch (err) {
       // Express 5 would catch this itself and Express 4 would not: hand it on either way, so both behave the same.
       next(err)

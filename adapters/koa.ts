@@ -33,6 +33,8 @@ export interface KoaContext {
   originalUrl: string
   status: number
   body: unknown
+  /** Koa's request; body parsers (koa-bodyparser, @koa/bodyparser) leave what they read here, as `body` and `rawBody`. */
+  request?: object
   set (field: string, value: string): void
   remove (field: string): void
 }
@@ -112,6 +114,7 @@ export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware
 
   const middleware = async function sockgate (ctx: KoaContext, next: Next): Promise<void> {
     attachLate(ctx)
+    handOverParsedBody(ctx)
     const res = ctx.res
     const respond = ctx.respond
     // Resolves true when the gateway has no route for the request, false once the proxied answer is over.
@@ -142,6 +145,18 @@ export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware
   }
   proxies.add(middleware)
   return middleware
+}
+
+/**
+ * A Koa body parser keeps what it read on `ctx.request`, where the core
+ * does not look: hand it to `req.body`, the raw text when the parser kept it
+ * (the exact bytes the client sent), so the core can send it on.
+ */
+function handOverParsedBody (ctx: KoaContext): void {
+  const req = ctx.req as IncomingMessage & { body?: unknown }
+  if (!req.readableDidRead || req.body !== undefined || ctx.request === undefined) return
+  const { rawBody, body } = ctx.request as { rawBody?: unknown, body?: unknown }
+  req.body = typeof rawBody === 'string' ? rawBody : body
 }
 
 /**

@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http'
 import { Transform, type TransformCallback } from 'node:stream'
 import { BodyConsumedError, BodyTooLargeError } from './errors.js'
+import { isPlainObject } from './headers.js'
 
 /**
  * Bodies up to this size are read whole before the upstream is picked, so a
@@ -80,14 +81,10 @@ export function reencodeBody (req: IncomingMessage & { body?: unknown }, limit: 
   if (Buffer.isBuffer(parsed)) bytes = parsed
   else if (typeof parsed === 'string') bytes = Buffer.from(parsed)
   else if (parsed !== undefined && (type === 'application/json' || type.endsWith('+json'))) bytes = Buffer.from(JSON.stringify(parsed))
-  else if (isRecord(parsed) && type === 'application/x-www-form-urlencoded') bytes = encodeForm(parsed)
+  else if (isPlainObject(parsed) && type === 'application/x-www-form-urlencoded') bytes = encodeForm(parsed)
   if (bytes === undefined) throw new BodyConsumedError(type === '' ? 'no content type' : type)
   if (bytes.length > limit) throw new BodyTooLargeError(limit)
   return bytes
-}
-
-function isRecord (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value)
 }
 
 /**
@@ -104,7 +101,7 @@ function encodeForm (form: Record<string, unknown>): Buffer | undefined {
       return true
     }
     if (Array.isArray(value)) return value.every((v) => add(key, v))
-    if (isRecord(value)) return Object.entries(value).every(([k, v]) => add(`${key}[${k}]`, v))
+    if (isPlainObject(value)) return Object.entries(value).every(([k, v]) => add(`${key}[${k}]`, v))
     return false
   }
   return Object.entries(form).every(([k, v]) => add(k, v)) ? Buffer.from(pairs.toString()) : undefined

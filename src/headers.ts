@@ -106,7 +106,8 @@ function hasUnsendable (s: string): boolean {
   return false
 }
 
-function isPlainObject (value: unknown): value is Record<string, unknown> {
+/** A plain object (`{}` or `Object.create(null)`): not an array, a Buffer, a Date or a class instance. */
+export function isPlainObject (value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object') return false
   const proto: unknown = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null

@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   filterResponseHeaders,
+  headersAsEdited,
   normalizeHeaderOptions,
   rewriteRequestHeaders,
   serializeHead,
@@ -579,4 +580,50 @@ test('headers: options must be an object', () => {
 
 test('headers: errors name the option path they were given', () => {
   assert.throws(() => normalizeHeaderOptions({ set: { 'X-Foo': '\n' } }, 'routes[0].headers'), invalidOption(/^routes\[0\]\.headers\.set\.X-Foo must not contain CR, LF or NUL$/))
+})
+
+// headersAsEdited: what earlier middleware did to req.headers
+
+/** `req.headers` as Node builds it from a raw list: lower-case names, repeats joined (Cookie with "; "). */
+function parsedFrom (raw: string[]): Record<string, string> {
+  const headers: Record<string, string> = {}
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i]!.toLowerCase()
+    const v = raw[i + 1]!
+    headers[lower] = headers[lower] === undefined ? v : `${headers[lower]}${lower === 'cookie' ? '; ' : ', '}${v}`
+  }
+  return headers
+}
+
+test('headersAsEdited: untouched headers give back the very rawHeaders array', () => {
+  const raw = ['Host', 'a.test', 'X-One', '1']
+  assert.equal(headersAsEdited(raw, parsedFrom(raw)), raw)
+})
+
+test('headersAsEdited: repeated fields Node joined, and untouched, keep every raw line', () => {
+  const raw = ['Accept', 'a', 'accept', 'b', 'Cookie', 'x=1', 'cookie', 'y=2']
+  assert.deepEqual(headersAsEdited(raw, parsedFrom(raw)), raw)
+})
+
+test('headersAsEdited: a changed field takes its new value at its first place, once', () => {
+  const raw = ['Host', 'a.test', 'Accept', 'a', 'accept', 'b', 'X-Last', '1']
+  assert.deepEqual(headersAsEdited(raw, { ...parsedFrom(raw), accept: 'text/html' }), ['Host', 'a.test', 'Accept', 'text/html', 'X-Last', '1'])
+})
+
+test('headersAsEdited: a deleted field goes and an added one comes last, arrays as repeated lines', () => {
+  const raw = ['Host', 'a.test', 'X-Secret', 's']
+  const headers: Record<string, string | string[] | undefined> = { ...parsedFrom(raw), 'x-user': 'ann', 'x-roles': ['a', 'b'] }
+  delete headers['x-secret']
+  assert.deepEqual(headersAsEdited(raw, headers), ['Host', 'a.test', 'x-user', 'ann', 'x-roles', 'a', 'x-roles', 'b'])
+})
+
+test('headersAsEdited: a field set to undefined counts as deleted', () => {
+  const raw = ['Host', 'a.test', 'Authorization', 'Bearer t']
+  assert.deepEqual(headersAsEdited(raw, { ...parsedFrom(raw), authorization: undefined }), ['Host', 'a.test'])
+})
+
+test('headersAsEdited: an edited value with CR LF is refused by the rewriter after it, never sent', () => {
+  const raw = ['Host', 'a.test']
+  const edited = headersAsEdited(raw, { host: 'a.test', 'x-evil': 'a\r\nX-Injected: 1' })
+  assert.throws(() => rewriteRequestHeaders(edited, context(), normalizeHeaderOptions(undefined)), { code: 'SOCKGATE_ERR_BAD_REQUEST' })
 })

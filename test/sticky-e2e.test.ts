@@ -5,7 +5,7 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { eventually, gatewayServer, rawExchange, upgradeRequest } from './helpers/servers.js'
+import { eventually, gatewayServer, rawExchange, recordEvents, upgradeRequest } from './helpers/servers.js'
 import {
   connected, emitAcks, loopbackAddress, request, socketIoClient, socketIoCluster, type SocketIoNode,
 } from './helpers/balance.js'
@@ -126,6 +126,50 @@ test('sticky engineIo: a "Session ID unknown" answer forgets the session', async
   assert.equal(late.status, 400)
   assert.match(late.body, /Session ID unknown/)
   assert.equal(sessions.get(sid), undefined)
+})
+
+test('sticky defaults: three nodes with no sticky option carry 30 polling clients without "Session ID unknown"', async (t) => {
+  const nodes = await socketIoCluster(t, 3)
+  const { url } = await stickyGateway(t, nodes, undefined)
+  const { sockets, failed } = await connectAll(t, url)
+  assert.equal(failed, 0)
+  const acks = (await Promise.all(sockets.map((s) => emitAcks(s, EMITS)))).flat()
+  assert.equal(acks.filter((a) => a === undefined).length, 0, 'every emit is acked')
+  assert.equal(unknownSids(nodes), 0)
+})
+
+test('sticky engineIo: "Session ID unknown" for a session the gateway pinned is reported as SOCKGATE_ERR_STICKY_MISS', async (t) => {
+  const nodes = await socketIoCluster(t, 3)
+  const { port, gateway } = await stickyGateway(t, nodes, undefined)
+  const events = recordEvents(gateway)
+  const base = '/socket.io/?EIO=4&transport=polling'
+  const sid = (JSON.parse((await request(port, base)).body.slice(1)) as { sid: string }).sid
+  assert.equal((await request(port, `${base}&sid=${sid}`, { method: 'POST', body: '1', headers: { 'content-type': 'text/plain' } })).status, 200)
+  const late = await request(port, `${base}&sid=${sid}`)
+  assert.equal(late.status, 400, 'the upstream\'s answer is relayed')
+  const misses = events.errors.filter((e) => e.error.code === 'SOCKGATE_ERR_STICKY_MISS')
+  assert.equal(misses.length, 1)
+  assert.deepEqual([misses[0]!.kind, misses[0]!.pool, misses[0]!.error.statusCode], ['http', 'io', 400])
+  assert.match(misses[0]!.error.message, new RegExp(`no longer holds engine.io session "${sid}"`))
+})
+
+test('sticky engineIo: a session this gateway never saw open is reported as a miss that points at another gateway', async (t) => {
+  const nodes = await socketIoCluster(t, 2)
+  const { port, gateway } = await stickyGateway(t, nodes, undefined)
+  const events = recordEvents(gateway)
+  const res = await request(port, '/socket.io/?EIO=4&transport=polling&sid=opened-elsewhere')
+  assert.equal(res.status, 400)
+  assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_STICKY_MISS'])
+  assert.match(events.errors[0]!.error.message, /never saw the session open: its handshake went through another gateway process/)
+})
+
+test('sticky engineIo: a websocket upgrade refused with "Session ID unknown" is reported as a miss of kind upgrade', async (t) => {
+  const nodes = await socketIoCluster(t, 2)
+  const { port, gateway } = await stickyGateway(t, nodes, undefined)
+  const events = recordEvents(gateway)
+  const refused = await rawExchange(port, upgradeRequest('/socket.io/?EIO=4&transport=websocket&sid=gone'))
+  assert.match(refused.text, /^HTTP\/1\.1 400 /)
+  assert.ok(await eventually(() => events.errors.some((e) => e.error.code === 'SOCKGATE_ERR_STICKY_MISS' && e.kind === 'upgrade')))
 })
 
 test('sticky engineIo: a websocket upgrade refused with "Session ID unknown" forgets the session', async (t) => {
