@@ -1,7 +1,8 @@
 /**
  * What the three adapters' static `/assets` helpers share: nginx's `expires`
- * headers and the request-path check. No framework is imported here, so
- * every adapter can use it without loading another framework.
+ * headers, the request-path check, the ETag and the redirect of the mount
+ * asked for without its slash. No framework is imported here, so every
+ * adapter can use it without loading another framework.
  */
 import { InvalidOptionError } from '../src/index.js'
 
@@ -95,3 +96,38 @@ export function pathBelow (mount: string, path: string): string | undefined {
   if (path === mount) return ''
   return path.startsWith(mount + '/') ? path.slice(mount.length) : undefined
 }
+
+/** The methods a static mount answers; the others get 405 with this as `Allow`. */
+export const ALLOWED_METHODS = 'GET, HEAD'
+
+/** Whether a static mount answers `method` (GET, HEAD) rather than 405. */
+export function isReadMethod (method: string | undefined): boolean {
+  return method === 'GET' || method === 'HEAD'
+}
+
+/**
+ * A file's weak ETag from its size and modification time, written as
+ * serve-static and @fastify/static write theirs (`W/"<size hex>-<mtime ms hex>"`),
+ * so one file has the same validator on every adapter. Weak because the
+ * stats say when the bytes changed, not what they are (RFC 9110 §8.8.1).
+ */
+export function fileEtag (stats: { size: number, mtime: Date }): string {
+  return `W/"${stats.size.toString(16)}-${stats.mtime.getTime().toString(16)}"`
+}
+
+/**
+ * Where nginx sends a request for a directory named without its trailing
+ * slash: the same target with the slash, query kept (`/assets?v=2` →
+ * `/assets/?v=2`), so relative links in its index resolve below it.
+ * `url` must be the target the client sent, before a framework took a
+ * mount path off it. Undefined when the path already ends in `/`.
+ */
+export function slashLocation (url: string): string | undefined {
+  const path = pathOf(url)
+  if (path.endsWith('/')) return undefined
+  // One leading slash: `//evil.test/assets` would otherwise be a protocol-relative redirect to another host.
+  return `${path.replace(/^[/\\]+/, '/')}/${url.slice(path.length)}`
+}
+
+/** Body (text/plain) of the 301 to {@link slashLocation}, the same on every adapter. */
+export const MOVED_TEXT = 'Moved Permanently\n'

@@ -20,7 +20,9 @@ import type ServeStatic from 'serve-static'
 import {
   attachPaths, createGateway, Gateway, InvalidOptionError, normalizeMountPath, ServerMounts, type GatewayOptions,
 } from '../src/index.js'
-import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathOf, type AssetsOptions } from './assets.js'
+import {
+  cacheHeaders, checkRoot, isReadMethod, isSafeAssetPath, MOVED_TEXT, normalizeAssetsOptions, pathOf, slashLocation, type AssetsOptions,
+} from './assets.js'
 import { isServer, notFound, requirePeer } from './common.js'
 
 export type { AssetsOptions, Expires } from './assets.js'
@@ -247,9 +249,12 @@ export type AssetsMiddleware = (req: IncomingMessage, res: ServerResponse, next:
  * Serve the files under `dir`, as nginx's `location /assets { alias dir; expires max; }`:
  * `app.use('/assets', assets(dir, { expires: 'max' }))`. Built on serve-static.
  *
- * Missing files, directories (never listed), dot-files and any path that
- * tries to leave `dir` (`..`, `%2e%2e`, `..%2f`) get 404 here and go no
- * further (not to the proxy); methods other than GET and HEAD get 405.
+ * Files carry an ETag and Last-Modified, and a conditional GET or HEAD
+ * that still matches gets 304. The mount path without its slash
+ * (`/assets?v=2`) is redirected (301) to `/assets/?v=2`, as nginx does for
+ * a directory. Missing files, directories (never listed), dot-files and any
+ * path that tries to leave `dir` (`..`, `%2e%2e`, `..%2f`) get 404 here and
+ * go no further (not to the proxy); methods other than GET and HEAD get 405.
  * Mount it before a request logger to keep it out of the access log (nginx `access_log off`).
  */
 export function assets (dir: string, options?: AssetsOptions): AssetsMiddleware {
@@ -266,8 +271,18 @@ export function assets (dir: string, options?: AssetsOptions): AssetsMiddleware 
     },
   })
   return function sockgateAssets (req, res, next) {
-    if (!isSafeAssetPath(pathOf(req.url ?? '/'))) {
+    const path = pathOf(req.url ?? '/')
+    if (!isSafeAssetPath(path)) {
       notFound(res)
+      return
+    }
+    // Express shows `/assets` as `/` below the mount; only the original URL says whether the slash was there.
+    const location = path === '/' && isReadMethod(req.method)
+      ? slashLocation((req as { originalUrl?: string }).originalUrl ?? '/')
+      : undefined
+    if (location !== undefined) {
+      res.writeHead(301, { location, 'content-type': 'text/plain; charset=utf-8', 'content-length': String(Buffer.byteLength(MOVED_TEXT)) })
+      res.end(MOVED_TEXT)
       return
     }
     serve(req as Parameters<typeof serve>[0], res as Parameters<typeof serve>[1], (err?: unknown) => {

@@ -16,13 +16,14 @@
  * decorates `app.sockgate` with the gateway, and closes it when the app
  * closes.
  */
-import type { FastifyInstance, FastifyPluginAsync, FastifyRequest, LogLevel } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods, LogLevel } from 'fastify'
 import fp from 'fastify-plugin'
 import {
   createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, type GatewayOptions,
 } from '../src/index.js'
 import {
-  cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathBelow, pathOf, type AssetsOptions,
+  ALLOWED_METHODS, cacheHeaders, checkRoot, isReadMethod, isSafeAssetPath, MOVED_TEXT, normalizeAssetsOptions, pathBelow, pathOf,
+  slashLocation, type AssetsOptions,
 } from './assets.js'
 import { notFound } from './common.js'
 
@@ -179,6 +180,9 @@ async function loadFastifyStatic (): Promise<FastifyPluginAsync<Record<string, u
 async function registerAssets (app: FastifyInstance, mount: AssetsMount): Promise<void> {
   const fastifyStatic = await loadFastifyStatic()
   const { expires, index } = mount.options
+  const notAllowed = (_request: FastifyRequest, reply: FastifyReply): void => {
+    reply.code(405).header('allow', ALLOWED_METHODS).send()
+  }
   app.register(async function sockgateAssets (child) {
     child.addHook('onRequest', function sockgateAssetsPath (request, reply, done) {
       const rest = pathBelow(mount.prefix, pathOf(request.raw.url ?? '/'))
@@ -202,6 +206,18 @@ async function registerAssets (app: FastifyInstance, mount: AssetsMount): Promis
           else target.setHeader?.(name, value)
         }
       },
+    })
+    // @fastify/static routes GET and HEAD only: the other methods get the 405 of Express and Koa, not the app's 404.
+    const otherMethods = child.supportedMethods.filter((method) => !isReadMethod(method)) as HTTPMethods[]
+    child.route({ method: otherMethods, url: mount.prefix === '/' ? '/*' : `${mount.prefix}/*`, handler: notAllowed })
+    if (mount.prefix === '/') return
+    // The prefix without its slash, which @fastify/static (with redirect off) leaves to the app's 404: nginx's 301 to the slash.
+    child.all(mount.prefix, function sockgateAssetsSlash (request, reply) {
+      const location = slashLocation(request.raw.url ?? '/')
+      if (!isReadMethod(request.raw.method)) notAllowed(request, reply)
+      // With ignoreTrailingSlash this route gets `/assets/` too, which must not redirect to itself.
+      else if (location === undefined) reply.callNotFound()
+      else reply.code(301).header('location', location).type('text/plain; charset=utf-8').send(MOVED_TEXT)
     })
   }, mount.logLevel === undefined ? {} : { logLevel: mount.logLevel })
 }

@@ -15,7 +15,10 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type KoaSend from 'koa-send'
 import { attachPaths, createGateway, Gateway, InvalidOptionError, normalizeMountPath, ServerMounts, type GatewayOptions } from '../src/index.js'
-import { cacheHeaders, checkRoot, isSafeAssetPath, normalizeAssetsOptions, pathBelow, pathOf, type AssetsOptions } from './assets.js'
+import {
+  ALLOWED_METHODS, cacheHeaders, checkRoot, fileEtag, isReadMethod, isSafeAssetPath, MOVED_TEXT, normalizeAssetsOptions, pathBelow, pathOf,
+  slashLocation, type AssetsOptions,
+} from './assets.js'
 import { isServer, requirePeer } from './common.js'
 
 export type { AssetsOptions, Expires } from './assets.js'
@@ -190,11 +193,14 @@ export function listen (app: ListenableApp, ...args: unknown[]): Server {
  * `app.use(assets('/assets', dir, { expires: 'max' }))`. Built on koa-send.
  * Koa's `app.use()` has no mount path, so the helper takes one.
  *
- * Requests under `prefix` end here: missing files, directories (never
- * listed), dot-files and any path that tries to leave `dir` (`..`,
- * `%2e%2e`, `..%2f`) get 404; methods other than GET and HEAD get 405. The
- * rest of the app (`/assets-private`, ...) goes on to `next()`. Mount it
- * before a request logger to keep it out of the access log (nginx `access_log off`).
+ * Requests under `prefix` end here. Files carry an ETag and Last-Modified,
+ * and a conditional GET or HEAD that still matches gets 304. `prefix`
+ * without its slash (`/assets?v=2`) is redirected (301) to `/assets/?v=2`,
+ * as nginx does for a directory. Missing files, directories (never listed),
+ * dot-files and any path that tries to leave `dir` (`..`, `%2e%2e`,
+ * `..%2f`) get 404; methods other than GET and HEAD get 405. The rest of
+ * the app (`/assets-private`, ...) goes on to `next()`. Mount it before a
+ * request logger to keep it out of the access log (nginx `access_log off`).
  */
 export function assets (prefix: string, dir: string, options?: AssetsOptions): KoaMiddleware {
   const mount = typeof prefix === 'string' ? normalizeMountPath(prefix) : undefined
@@ -208,12 +214,18 @@ export function assets (prefix: string, dir: string, options?: AssetsOptions): K
       await next()
       return
     }
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+    if (!isSafeAssetPath(rest)) return notFound(ctx)
+    if (!isReadMethod(ctx.method)) {
       ctx.status = 405
-      ctx.set('Allow', 'GET, HEAD')
+      ctx.set('Allow', ALLOWED_METHODS)
       return
     }
-    if (!isSafeAssetPath(rest)) return notFound(ctx)
+    if (rest === '') {
+      ctx.status = 301
+      ctx.set('Location', slashLocation(ctx.originalUrl) ?? `${mount}/`)
+      ctx.body = MOVED_TEXT
+      return
+    }
     let served: string | undefined
     try {
       served = await send(ctx as unknown as Parameters<typeof send>[0], rest, {
@@ -223,7 +235,8 @@ export function assets (prefix: string, dir: string, options?: AssetsOptions): K
         hidden: false,
         gzip: false,
         brotli: false,
-        setHeaders (res) {
+        setHeaders (res, _path, stats) {
+          res.setHeader('ETag', fileEtag(stats))
           for (const [name, value] of cacheHeaders(expires)) res.setHeader(name, value)
         },
       })
@@ -235,6 +248,12 @@ export function assets (prefix: string, dir: string, options?: AssetsOptions): K
     if (served === undefined) return notFound(ctx)
     // koa-send always sets a Cache-Control; nginx's `expires off` sends none.
     if (expires === false) ctx.remove('Cache-Control')
+    // Koa's `fresh` weighs If-None-Match and If-Modified-Since against the ETag and Last-Modified just set (RFC 9110 §13.1.1, §13.1.3).
+    if ((ctx as KoaContext & { fresh: boolean }).fresh) {
+      // A 304 has no body: close the file koa-send opened here, rather than count on the Koa major in use to drop it.
+      (ctx.body as { destroy: () => void }).destroy()
+      ctx.status = 304
+    }
   }
 }
 
