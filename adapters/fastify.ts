@@ -7,19 +7,27 @@
  *   target: ['http://127.0.0.1:5001', 'http://127.0.0.1:5002'],
  *   assets: { '/assets': { root: dir, expires: 'max' } },
  * })
+ * await app.register(sockgate, { prefix: '/game', target: 'http://127.0.0.1:6001' })
  * await app.listen({ port: 80 })
  * ```
  *
- * The plugin attaches to `app.server` for upgrades as it registers, hands
- * the requests its routes match to the gateway from an `onRequest` hook
- * (before any body parsing, so the body reaches the upstream untouched),
- * decorates `app.sockgate` with the gateway, and closes it when the app
- * closes.
+ * Each registration takes upgrades off `app.server` under its prefix as it
+ * registers and sends them through the app's routing, so the app's hooks
+ * run for WebSockets as for HTTP. Its `onRequest` hook (before any body
+ * parsing, so the body reaches the upstream untouched) hands what it takes
+ * to the gateway. It decorates `app.sockgate`, logs through `app.log`, and
+ * closes the gateway when the app closes.
  */
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HTTPMethods, LogLevel } from 'fastify'
+import { type IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type {
+  FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods, LogLevel,
+} from 'fastify'
 import fp from 'fastify-plugin'
 import {
-  createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, type GatewayOptions,
+  createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, registerUpgradeHandler, stripMountPath,
+  type GatewayOptions,
 } from '../src/index.js'
 import {
   ALLOWED_METHODS, cacheHeaders, checkRoot, isReadMethod, isSafeAssetPath, MOVED_TEXT, normalizeAssetsOptions, pathBelow, pathOf,
@@ -45,11 +53,27 @@ export interface SockgateFastifyOptions extends GatewayOptions {
   closeDrain?: number
   /** Static mounts: path prefix → directory, or `{ root, expires, index, logLevel }`. Default: none. */
   assets?: Record<string, string | FastifyAssetsMount>
+  /**
+   * Proxy only requests and upgrades under this path prefix (after the
+   * prefix of the context the plugin is registered in); the rest is the
+   * app's. Default: `'/'` (everything the gateway's routes match).
+   */
+  prefix?: string
+  /**
+   * Take the prefix off the path before the gateway routes and forwards it
+   * (`/chat/socket.io/?EIO=4` → `/socket.io/?EIO=4`), as Express and Koa
+   * mounts and @fastify/http-proxy do. Default: `true`.
+   */
+  stripPrefix?: boolean
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The gateway of the sockgate plugin (status, events, pools). */
+    /**
+     * The gateway of the sockgate plugin (status, events, pools): of the
+     * first registration in this encapsulation context, else of the nearest
+     * enclosing context that has one.
+     */
     sockgate: Gateway
   }
 }
@@ -57,8 +81,11 @@ declare module 'fastify' {
 /** Default of `closeDrain`. */
 export const DEFAULT_CLOSE_DRAIN = 10_000
 
+/** Default of `stripPrefix`. */
+export const DEFAULT_STRIP_PREFIX = true
+
 /** Options Fastify itself reads from `register()`; they are not gateway options. */
-const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers'])
+const REGISTER_OPTIONS = new Set(['logLevel', 'logSerializers'])
 
 /** A static mount, checked. */
 interface AssetsMount {
@@ -68,14 +95,32 @@ interface AssetsMount {
   logLevel: LogLevel | undefined
 }
 
+/** An upgrade sent through the app's routing, waiting for the hook of the registration that took it. */
+interface PendingUpgrade {
+  socket: Duplex
+  head: Buffer
+  /** The registration that took it off the server. */
+  owner: object
+}
+
+const pendingUpgrades = new WeakMap<IncomingMessage, PendingUpgrade>()
+
+/** The gateway of the first registration made in each encapsulation context. */
+const contextGateways = new WeakMap<object, Gateway>()
+
 const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockgate (app: FastifyInstance, opts: SockgateFastifyOptions) {
-  const { gateway: given, closeDrain = DEFAULT_CLOSE_DRAIN, assets = {}, ...rest } = opts
+  const {
+    gateway: given, closeDrain = DEFAULT_CLOSE_DRAIN, assets = {}, prefix = '/', stripPrefix = DEFAULT_STRIP_PREFIX, ...rest
+  } = opts
   const gatewayOptions: Record<string, unknown> = {}
   for (const [key, value] of Object.entries(rest)) if (!REGISTER_OPTIONS.has(key)) gatewayOptions[key] = value
   if (!Number.isInteger(closeDrain) || closeDrain < 0) throw new InvalidOptionError('closeDrain', 'must be an integer >= 0 (ms)')
+  if (typeof stripPrefix !== 'boolean') throw new InvalidOptionError('stripPrefix', 'must be true or false')
+  const scope = scopeOf(app.prefix, prefix)
   let gateway: Gateway
   if (given === undefined) {
-    gateway = createGateway(gatewayOptions as GatewayOptions)
+    // The gateway's records go where the app's own go, unless the options name another logger.
+    gateway = createGateway({ ...gatewayOptions, logger: gatewayOptions.logger ?? app.log } as GatewayOptions)
   } else {
     if (!(given instanceof Gateway)) throw new InvalidOptionError('gateway', 'must be a gateway made by createGateway()')
     const extra = Object.keys(gatewayOptions)
@@ -83,16 +128,30 @@ const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockga
     gateway = given
   }
   const mounts = checkAssets(assets)
+  decorateGateway(app, gateway)
 
-  app.decorate('sockgate', gateway)
+  const self = {}
+  /** A request target as the gateway routes and forwards it. */
+  const targetOf = (url: string): string => stripPrefix ? stripMountPath(scope.full, url) : url
+
   // At registration, not on the first request: upgrades can arrive before any HTTP request does.
-  gateway.attach(app.server)
+  const detachUpgrades = registerUpgradeHandler(app.server, scope.full, (req, socket, head) => {
+    if (matchedPrefix(gateway, req.headers.host, pathOf(targetOf(req.url ?? '/'))) === undefined) return false
+    routeUpgrade(app, req, socket, head, self)
+    return true
+  })
 
-  app.addHook('onRequest', function sockgateOnRequest (request, reply, done) {
+  function handOff (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const raw = request.raw
-    const path = pathOf(raw.url ?? '/')
-    const prefix = matchedPrefix(gateway, raw.headers.host, path)
-    if (prefix === undefined || appPrefixLength(request, path, mounts) >= prefix.length) {
+    // Fastify's `request.headers = {...}` adds headers beside raw.headers: the upstream gets what request.headers shows.
+    const headers = request.headers
+    if (headers !== raw.headers) raw.headers = headers
+    const url = raw.url ?? '/'
+    raw.url = targetOf(url)
+    const upgrade = pendingUpgrades.get(raw)
+    if (upgrade !== undefined) {
+      reply.hijack()
+      if (!gateway.handleUpgrade(raw, upgrade.socket, upgrade.head)) notFound(reply.raw)
       done()
       return
     }
@@ -100,14 +159,36 @@ const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockga
     let hijacked = false
     gateway.handleRequest(raw, reply.raw, (err?: unknown) => {
       passed = true
-      if (!hijacked) done(err as Error | undefined)
-      else notFound(reply.raw) // The core decides synchronously; a late "no route" must still get an answer.
+      if (hijacked) {
+        notFound(reply.raw) // The core decides synchronously; a late "no route" must still get an answer.
+        return
+      }
+      raw.url = url
+      done(err as Error | undefined)
     })
     if (passed) return
     hijacked = true
     reply.hijack()
     done()
-  })
+  }
+
+  function sockgateOnRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const upgrade = pendingUpgrades.get(request.raw)
+    const ours = upgrade === undefined ? scope.full !== '/' || !appOwns(request, gateway, mounts) : upgrade.owner === self
+    if (ours) handOff(request, reply, done)
+    else done()
+  }
+
+  if (scope.full === '/') {
+    app.addHook('onRequest', sockgateOnRequest)
+  } else {
+    // Under a prefix, routes of its own: Fastify prefixes them like any route of this context, runs this
+    // context's hooks for them (a context's hooks never see its 404s), and the app's more specific
+    // routes under the prefix win over them. The handler runs only for what the gateway's routes leave.
+    for (const url of [scope.own, scope.own === '/' ? '/*' : `${scope.own}/*`]) {
+      app.all(url, { onRequest: sockgateOnRequest }, function sockgateNotProxied (_request, reply) { reply.callNotFound() })
+    }
+  }
 
   for (const mount of mounts) await registerAssets(app, mount)
 
@@ -121,7 +202,68 @@ const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockga
   app.addHook('onClose', async function sockgateOnClose () {
     closing ??= gateway.close({ drain: closeDrain })
     await closing
+    detachUpgrades()
   })
+}
+
+/**
+ * A registration's prefix relative to its context (`own`) and from the
+ * root (`full`), both plain prefixes: `/v1` + `/game` → `/v1/game`.
+ */
+function scopeOf (contextPrefix: string, prefix: unknown): { own: string, full: string } {
+  const own = typeof prefix === 'string' && prefix.startsWith('/') ? normalizeMountPath(prefix) : undefined
+  if (own === undefined) throw new InvalidOptionError('prefix', "must be a plain path prefix such as '/chat'")
+  const context = normalizeMountPath(contextPrefix)
+  if (context === undefined) throw new InvalidOptionError('prefix', `cannot scope upgrades under this context's prefix ${JSON.stringify(contextPrefix)}, which has route syntax`)
+  return { own, full: context === '/' ? own : own === '/' ? context : context + own }
+}
+
+/**
+ * Decorate `app.sockgate` once along a chain of contexts, as a getter that
+ * finds the first registration's gateway in the context it is read on or
+ * the nearest enclosing one: several registrations never clash, and a child
+ * context that registers its own sees its own.
+ */
+function decorateGateway (app: FastifyInstance, gateway: Gateway): void {
+  if (!contextGateways.has(app)) contextGateways.set(app, gateway)
+  if (app.hasDecorator('sockgate')) return
+  app.decorate('sockgate', {
+    getter (this: FastifyInstance) {
+      // A child context is Object.create(parent), so the walk reaches the context that registered.
+      for (let context: object = this; ; context = Object.getPrototypeOf(context) as object) {
+        const found = contextGateways.get(context)
+        if (found !== undefined) return found
+      }
+    },
+  })
+}
+
+/**
+ * Send an upgrade through the app's routing, as @fastify/websocket does,
+ * so the app's hooks run for it (an auth hook may edit its headers or answer
+ * it); the hook of the registration that took it then hands it to the
+ * gateway.
+ */
+function routeUpgrade (app: FastifyInstance, req: IncomingMessage, socket: Duplex, head: Buffer, owner: object): void {
+  // Node takes its own error listener off an upgraded socket: a client leaving while hooks run must not throw.
+  socket.on('error', () => socket.destroy())
+  pendingUpgrades.set(req, { socket, head, owner })
+  const res = new ServerResponse(req)
+  // An answer of the app's own (a hook's 401, a route of its own) ends the connection: its client asked to switch protocols.
+  res.shouldKeepAlive = false
+  res.assignSocket(socket as Socket)
+  res.once('finish', () => {
+    socket.once('finish', () => socket.destroy())
+    socket.end()
+  })
+  app.routing(req, res)
+}
+
+/** Whether the app keeps an HTTP request a registration without prefix could take: see {@link appPrefixLength}. */
+function appOwns (request: FastifyRequest, gateway: Gateway, mounts: readonly AssetsMount[]): boolean {
+  const path = pathOf(request.raw.url ?? '/')
+  const prefix = matchedPrefix(gateway, request.raw.headers.host, path)
+  return prefix === undefined || appPrefixLength(request, path, mounts) >= prefix.length
 }
 
 /**
@@ -224,7 +366,9 @@ async function registerAssets (app: FastifyInstance, mount: AssetsMount): Promis
 
 /**
  * The sockgate Fastify plugin: `app.register(sockgate, options)`. Options are
- * gateway options (or `{ gateway }`), plus `assets` and `closeDrain`.
+ * gateway options (or `{ gateway }`), plus `prefix`, `stripPrefix`, `assets`
+ * and `closeDrain`. Register it once per prefix to send each to its own
+ * gateway.
  */
 const sockgatePlugin = fp(plugin, { fastify: '5.x', name: 'sockgate' })
 export default sockgatePlugin
