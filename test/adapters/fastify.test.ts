@@ -146,7 +146,7 @@ test('fastify: after close() the process has nothing left open and exits by itse
   const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])))
   assert.equal(signal, null, `the child was killed: it did not exit by itself. Output:\n${out}`)
   assert.equal(code, 0, out)
-  assert.match(out, /closed gateway=true/)
+  assert.match(out, /closed gateways=true,true/)
 })
 
 test("fastify: an app's wildcard route does not shadow a longer gateway prefix", async (t) => {
