@@ -1,7 +1,8 @@
 /**
  * The demo app, once per framework: sockgate in front of the Socket.IO
- * nodes, the chat page under /assets, `/demo/config.json` for the page, and
- * `/` redirecting to the page. Each builder is the copy-paste shape of that
+ * nodes, the chat page under /assets, `/demo/config.json` for the page,
+ * `/demo/nodes` for its stop / start / drain buttons, and `/` redirecting
+ * to the page. Each builder is the copy-paste shape of that
  * framework's setup; `core` is the same on bare `node:http`.
  */
 import { createReadStream } from 'node:fs'
@@ -13,6 +14,7 @@ import express from 'express'
 import Fastify from 'fastify'
 import Koa from 'koa'
 import { createGateway, type Gateway, type GatewayOptions } from '../src/index.js'
+import { CONTROL_PATH, type NodeControls } from './controls.js'
 import { assets as expressAssets, sockgate as expressProxy } from '../adapters/express.js'
 import sockgatePlugin from '../adapters/fastify.js'
 import { assets as koaAssets, sockgate as koaProxy } from '../adapters/koa.js'
@@ -25,12 +27,16 @@ export interface PageConfig {
   framework: Framework
   transport: string
   statusPath: string | null
+  /** How long the Drain button lets a node's tunnels run, for the page's explanation. */
+  drainTimeoutMs: number
 }
 
 export interface AppSettings {
   gateway: GatewayOptions
   publicDir: string
   config: PageConfig
+  /** The node controls, given the gateway the app built (the drain button needs its pool). */
+  controls: (gateway: Gateway) => NodeControls
 }
 
 /** A demo app that can listen and be closed. */
@@ -84,12 +90,18 @@ function closeServer (server: http.Server, gateway: Gateway): DemoApp['close'] {
 // ---------------------------------------------------------------------------------------------
 // express: docs/express.md
 
-function createExpressApp ({ gateway, publicDir, config }: AppSettings): DemoApp {
+function createExpressApp ({ gateway, publicDir, config, controls: makeControls }: AppSettings): DemoApp {
   const app = express()
   const proxy = expressProxy(gateway)
+  const controls = makeControls(proxy.gateway)
   app.use(proxy)
   app.use('/assets', expressAssets(publicDir, { expires: ASSET_MAX_AGE }))
   app.get('/demo/config.json', (_req, res) => { res.json(config) })
+  app.get('/demo/nodes', (_req, res) => { res.json(controls.list()) })
+  app.post('/demo/nodes/:name/:action', async (req, res) => {
+    const answer = await controls.act(req.params.name, req.params.action)
+    res.status(answer.status).json(answer.body)
+  })
   app.get('/', (_req, res) => { res.redirect(PAGE) })
   const server = http.createServer(app)
   proxy.attach(server)
@@ -99,16 +111,29 @@ function createExpressApp ({ gateway, publicDir, config }: AppSettings): DemoApp
 // ---------------------------------------------------------------------------------------------
 // koa: docs/koa.md
 
-function createKoaApp ({ gateway, publicDir, config }: AppSettings): DemoApp {
+function createKoaApp ({ gateway, publicDir, config, controls: makeControls }: AppSettings): DemoApp {
   const app = new Koa()
   const proxy = koaProxy(gateway)
+  const controls = makeControls(proxy.gateway)
   app.use(proxy)
   app.use(koaAssets('/assets', publicDir, { expires: ASSET_MAX_AGE }))
   app.use(async (ctx, next) => {
-    if (ctx.method !== 'GET') return await next()
-    if (ctx.path === '/demo/config.json') ctx.body = config
-    else if (ctx.path === '/') ctx.redirect(PAGE)
-    else await next()
+    const control = ctx.method === 'POST' ? CONTROL_PATH.exec(ctx.path) : null
+    if (control !== null) {
+      const answer = await controls.act(control[1]!, control[2]!)
+      ctx.status = answer.status
+      ctx.body = answer.body
+    } else if (ctx.method !== 'GET') {
+      await next()
+    } else if (ctx.path === '/demo/config.json') {
+      ctx.body = config
+    } else if (ctx.path === '/demo/nodes') {
+      ctx.body = controls.list()
+    } else if (ctx.path === '/') {
+      ctx.redirect(PAGE)
+    } else {
+      await next()
+    }
   })
   const server = http.createServer(app.callback())
   proxy.attach(server)
@@ -118,14 +143,20 @@ function createKoaApp ({ gateway, publicDir, config }: AppSettings): DemoApp {
 // ---------------------------------------------------------------------------------------------
 // fastify: docs/fastify.md. The plugin attaches itself, and app.close() closes the gateway.
 
-async function createFastifyApp ({ gateway, publicDir, config }: AppSettings): Promise<DemoApp> {
+async function createFastifyApp ({ gateway, publicDir, config, controls: makeControls }: AppSettings): Promise<DemoApp> {
   const app = Fastify()
   await app.register(sockgatePlugin, {
     ...gateway,
     assets: { '/assets': { root: publicDir, expires: ASSET_MAX_AGE } },
     closeDrain: DRAIN_MS,
   })
+  const controls = makeControls(app.sockgate)
   app.get('/demo/config.json', async () => config)
+  app.get('/demo/nodes', async () => controls.list())
+  app.post<{ Params: { name: string, action: string } }>('/demo/nodes/:name/:action', async (request, reply) => {
+    const answer = await controls.act(request.params.name, request.params.action)
+    return reply.code(answer.status).send(answer.body)
+  })
   app.get('/', async (_request, reply) => reply.redirect(PAGE))
   return {
     listen: async (port, host) => {
@@ -170,13 +201,21 @@ async function serveAsset (dir: string, url: string, res: http.ServerResponse): 
   createReadStream(file).pipe(res)
 }
 
-function createCoreApp ({ gateway: options, publicDir, config }: AppSettings): DemoApp {
+function sendJson (res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+}
+
+function createCoreApp ({ gateway: options, publicDir, config, controls: makeControls }: AppSettings): DemoApp {
   const gateway = createGateway(options)
+  const controls = makeControls(gateway)
   const server = http.createServer((req, res) => {
     gateway.handleRequest(req, res, () => {
       const url = req.url ?? '/'
-      if (url === '/') res.writeHead(302, { location: PAGE }).end()
-      else if (url === '/demo/config.json') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(config))
+      const control = req.method === 'POST' ? CONTROL_PATH.exec(url) : null
+      if (control !== null) controls.act(control[1]!, control[2]!).then((answer) => sendJson(res, answer.status, answer.body))
+      else if (url === '/') res.writeHead(302, { location: PAGE }).end()
+      else if (url === '/demo/config.json') sendJson(res, 200, config)
+      else if (url === '/demo/nodes') sendJson(res, 200, controls.list())
       else if (url.startsWith('/assets/') && (req.method === 'GET' || req.method === 'HEAD')) serveAsset(publicDir, url, res).catch((err: unknown) => res.destroy(err as Error))
       else res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found\n')
     })

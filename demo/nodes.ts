@@ -3,27 +3,14 @@
  * joined by a tiny in-process adapter so `io.emit()` on one node reaches the
  * clients of every node: what `@socket.io/redis-adapter` or
  * `@socket.io/cluster-adapter` do across processes, without the processes.
+ *
+ * A node can be stopped (as if its process died) and started again on the
+ * same port, so the page can show what the gateway does when a node goes away.
  */
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { Server } from 'socket.io'
 import { Adapter, type BroadcastOptions } from 'socket.io-adapter'
-
-/** One running node. */
-export interface ChatNode {
-  name: string
-  url: string
-  io: Server
-  server: http.Server
-  /** Open engine.io connections, so stopping can wait for clients to take their disconnect. */
-  connections: Set<EngineSocket>
-}
-
-/** The running nodes and how to stop them. */
-export interface ChatNodes {
-  nodes: ChatNode[]
-  close: () => Promise<void>
-}
 
 /** A chat message as the nodes send it to every client. */
 export interface ChatMessage {
@@ -38,8 +25,9 @@ type Packet = Parameters<Adapter['broadcast']>[0]
 /** The part of an engine.io connection the demo uses. */
 interface EngineSocket { once: (event: 'close', listener: () => void) => unknown }
 
-/** How long stopping waits for clients to collect their disconnect (polling ones need one more poll). */
+/** How long a clean shutdown waits for clients to collect their disconnect (polling ones need one more poll). */
 const DISCONNECT_WAIT_MS = 2_000
+const HOST = '127.0.0.1'
 
 /**
  * An adapter class whose instances share `bus`: a broadcast is delivered
@@ -75,6 +63,7 @@ class BusAdapter extends Adapter {
     return Promise.resolve(this.bus.size)
   }
 
+  // io.close() calls this, so a stopped node leaves the bus and its restarted self joins it anew.
   override close (): void {
     this.bus.delete(this)
   }
@@ -84,38 +73,134 @@ class BusAdapter extends Adapter {
   }
 }
 
-async function startNode (name: string, bus: Set<BusAdapter>): Promise<ChatNode> {
-  const server = http.createServer()
-  // serveClient (the default) makes every node answer /socket.io/socket.io.js; the page loads it through sockgate.
-  const io = new Server(server, { adapter: busAdapter(bus) })
-  const connections = new Set<EngineSocket>()
-  io.engine.on('connection', (conn: EngineSocket) => {
-    connections.add(conn)
-    conn.once('close', () => connections.delete(conn))
-  })
-  io.on('connection', (socket) => {
-    socket.emit('hello', { node: name })
-    socket.on('chat', (msg: unknown) => {
-      if (typeof msg !== 'object' || msg === null) return
-      const { from, text } = msg as Record<string, unknown>
-      if (typeof text !== 'string' || text.trim() === '') return
-      const message: ChatMessage = {
-        from: typeof from === 'string' && from !== '' ? from.slice(0, 40) : 'anonymous',
-        text: text.slice(0, 500),
-        node: name,
-        at: Date.now(),
-      }
-      io.emit('chat', message)
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return { name, url: `http://127.0.0.1:${port}`, io, server, connections }
+/** What exists while a node runs: its servers and what is connected to them. */
+interface Running {
+  io: Server
+  server: http.Server
+  /** Every TCP connection, upgraded ones included, so stopping can cut them all. */
+  sockets: Set<Socket>
+  /** Open engine.io connections, so a clean shutdown can wait for clients to take their disconnect. */
+  connections: Set<EngineSocket>
 }
 
-/** Resolves once every engine.io connection of `node` has closed, or after `ms`. */
-function connectionsClosed (node: ChatNode, ms: number): Promise<void> {
-  const open = [...node.connections]
+/** One chat node: a Socket.IO server on a fixed loopback port that can be stopped and started again. */
+export class ChatNode {
+  readonly name: string
+  private readonly bus: Set<BusAdapter>
+  /** 0 until the first start picks a free port; every later start listens on the same one. */
+  private port = 0
+  private running: Running | null = null
+  /** Start, stop and shutdown run one after the other, so two quick clicks cannot interleave. */
+  private queue: Promise<void> = Promise.resolve()
+
+  constructor (name: string, bus: Set<BusAdapter>) {
+    this.name = name
+    this.bus = bus
+  }
+
+  /** `http://127.0.0.1:<port>`, the same before and after a restart. */
+  get url (): string {
+    return `http://${HOST}:${this.port}`
+  }
+
+  /** Listening and taking connections. */
+  get listening (): boolean {
+    return this.running !== null
+  }
+
+  /** Listen (again, on the same port); nothing happens when it already runs. */
+  start (): Promise<void> {
+    return this.serially(async () => {
+      if (this.running === null) this.running = await this.listen()
+    })
+  }
+
+  /**
+   * Stop as if the process died: the Socket.IO and HTTP servers close and
+   * every connection is cut, so clients see their transport close and
+   * reconnect (through the gateway, to another node).
+   */
+  stop (): Promise<void> {
+    return this.serially(() => this.close(false))
+  }
+
+  /**
+   * Stop cleanly (Ctrl+C): every client first gets a Socket.IO disconnect,
+   * which tells it not to reconnect, and polling clients get a moment to
+   * collect theirs with their next poll.
+   */
+  shutdown (): Promise<void> {
+    return this.serially(() => this.close(true))
+  }
+
+  private serially (step: () => Promise<void>): Promise<void> {
+    const next = this.queue.then(step)
+    this.queue = next.catch(() => {})
+    return next
+  }
+
+  private async listen (): Promise<Running> {
+    const server = http.createServer()
+    const sockets = new Set<Socket>()
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.port, HOST, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    this.port = (server.address() as AddressInfo).port
+    // serveClient (the default) makes every node answer /socket.io/socket.io.js; the page loads it through sockgate.
+    const io = new Server(server, { adapter: busAdapter(this.bus) })
+    const connections = new Set<EngineSocket>()
+    io.engine.on('connection', (conn: EngineSocket) => {
+      connections.add(conn)
+      conn.once('close', () => connections.delete(conn))
+    })
+    io.on('connection', (socket) => {
+      socket.emit('hello', { node: this.name })
+      socket.on('chat', (msg: unknown) => {
+        const message = chatMessage(msg, this.name)
+        if (message !== undefined) io.emit('chat', message)
+      })
+    })
+    return { io, server, sockets, connections }
+  }
+
+  private async close (farewell: boolean): Promise<void> {
+    const running = this.running
+    if (running === null) return
+    this.running = null
+    if (farewell) {
+      running.io.disconnectSockets(true)
+      await connectionsClosed(running.connections, DISCONNECT_WAIT_MS)
+    }
+    const closed = running.io.close()
+    for (const socket of running.sockets) socket.destroy()
+    await closed
+  }
+}
+
+/** The message to broadcast for what a client sent, or undefined when it is not a chat message. */
+function chatMessage (msg: unknown, node: string): ChatMessage | undefined {
+  if (typeof msg !== 'object' || msg === null) return undefined
+  const { from, text } = msg as Record<string, unknown>
+  if (typeof text !== 'string' || text.trim() === '') return undefined
+  return {
+    from: typeof from === 'string' && from !== '' ? from.slice(0, 40) : 'anonymous',
+    text: text.slice(0, 500),
+    node,
+    at: Date.now(),
+  }
+}
+
+/** Resolves once every one of `connections` has closed, or after `ms`. */
+function connectionsClosed (connections: Set<EngineSocket>, ms: number): Promise<void> {
+  const open = [...connections]
   if (open.length === 0) return Promise.resolve()
   return new Promise((resolve) => {
     let left = open.length
@@ -130,25 +215,27 @@ function connectionsClosed (node: ChatNode, ms: number): Promise<void> {
   })
 }
 
-/**
- * Stop a node: every client gets a Socket.IO disconnect (so it does not
- * reconnect), polling clients collect theirs with their next poll, then
- * io.close() closes the HTTP server and closeAllConnections() ends the
- * gateway's idle keep-alive connections to it.
- */
-async function stopNode (node: ChatNode): Promise<void> {
-  node.io.disconnectSockets(true)
-  await connectionsClosed(node, DISCONNECT_WAIT_MS)
-  await new Promise<void>((resolve, reject) => {
-    node.io.close((err) => (err === undefined ? resolve() : reject(err))).catch(reject)
-    node.server.closeAllConnections()
-  })
+/** The running nodes and how to shut them all down. */
+export interface ChatNodes {
+  nodes: ChatNode[]
+  /** The node named `name`, if there is one. */
+  find: (name: string) => ChatNode | undefined
+  /** Shut every node down cleanly (see `ChatNode.shutdown`). */
+  close: () => Promise<void>
 }
 
-/** Start `count` nodes on 127.0.0.1, port 0, sharing broadcasts. */
+/** Start `count` nodes, `node-1` to `node-<count>`, on 127.0.0.1 (ports picked by the OS), sharing broadcasts. */
 export async function startNodes (count = 3): Promise<ChatNodes> {
   const bus = new Set<BusAdapter>()
   const nodes: ChatNode[] = []
-  for (let i = 1; i <= count; i++) nodes.push(await startNode(`node-${i}`, bus))
-  return { nodes, close: () => Promise.all(nodes.map(stopNode)).then(() => {}) }
+  for (let i = 1; i <= count; i++) {
+    const node = new ChatNode(`node-${i}`, bus)
+    await node.start()
+    nodes.push(node)
+  }
+  return {
+    nodes,
+    find: (name) => nodes.find((n) => n.name === name),
+    close: () => Promise.all(nodes.map((n) => n.shutdown())).then(() => {}),
+  }
 }

@@ -1,24 +1,29 @@
 /**
  * The sockgate demo: one app on PORT serving a chat page under /assets and
- * proxying /socket.io/ to three Socket.IO nodes it starts itself.
+ * proxying /socket.io/ to three Socket.IO nodes it starts itself. The page
+ * can stop, start and drain each node; the gateway's log goes to stdout.
  *
- *   npm start -- --framework=express|koa|fastify|core --transport=websocket|polling|both
+ *   npm start -- --framework=express|koa|fastify|core --transport=websocket|polling|both --log=text|json
  *
  * Env: PORT (default 8080; 0 picks a free port), HOST (default 127.0.0.1),
- * SOCKGATE_FRAMEWORK, SOCKGATE_TRANSPORT. Flags win over env. Ctrl+C stops it.
+ * SOCKGATE_FRAMEWORK, SOCKGATE_TRANSPORT, SOCKGATE_LOG. Flags win over env.
+ * Ctrl+C stops it.
  */
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type { GatewayOptions } from '../src/index.js'
 import { createApp, FRAMEWORKS, type Framework } from './apps.js'
+import { DRAIN_TIMEOUT_MS, nodeControls } from './controls.js'
+import { createLogger, LOG_FORMATS, type LogFormat } from './log.js'
 import { startNodes } from './nodes.js'
 
 const TRANSPORTS = ['websocket', 'polling', 'both'] as const
 const STATUS_PATH = '/sockgate/status'
+const POOL = 'chat_nodes'
 type Transport = typeof TRANSPORTS[number]
 
-const USAGE = `usage: npm start -- [--framework=${FRAMEWORKS.join('|')}] [--transport=${TRANSPORTS.join('|')}]
-env: PORT (default 8080), HOST (default 127.0.0.1), SOCKGATE_FRAMEWORK, SOCKGATE_TRANSPORT`
+const USAGE = `usage: npm start -- [--framework=${FRAMEWORKS.join('|')}] [--transport=${TRANSPORTS.join('|')}] [--log=${LOG_FORMATS.join('|')}]
+env: PORT (default 8080), HOST (default 127.0.0.1), SOCKGATE_FRAMEWORK, SOCKGATE_TRANSPORT, SOCKGATE_LOG`
 
 function fail (message: string): never {
   console.error(`${message}\n${USAGE}`)
@@ -30,11 +35,11 @@ function oneOf<T extends string> (name: string, value: string, allowed: readonly
   fail(`${name} must be one of ${allowed.join(', ')} (got ${JSON.stringify(value)})`)
 }
 
-function readSettings (): { framework: Framework, transport: Transport, port: number, host: string } {
-  let values: { framework?: string, transport?: string, help?: boolean }
+function readSettings (): { framework: Framework, transport: Transport, log: LogFormat, port: number, host: string } {
+  let values: { framework?: string, transport?: string, log?: string, help?: boolean }
   try {
     values = parseArgs({
-      options: { framework: { type: 'string' }, transport: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { framework: { type: 'string' }, transport: { type: 'string' }, log: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     }).values
   } catch (err) {
     fail((err as Error).message)
@@ -48,6 +53,7 @@ function readSettings (): { framework: Framework, transport: Transport, port: nu
   return {
     framework: oneOf('framework', values.framework ?? process.env.SOCKGATE_FRAMEWORK ?? 'express', FRAMEWORKS),
     transport: oneOf('transport', values.transport ?? process.env.SOCKGATE_TRANSPORT ?? 'both', TRANSPORTS),
+    log: oneOf('log', values.log ?? process.env.SOCKGATE_LOG ?? 'text', LOG_FORMATS),
     port,
     host: process.env.HOST ?? '127.0.0.1',
   }
@@ -55,35 +61,44 @@ function readSettings (): { framework: Framework, transport: Transport, port: nu
 
 async function main (): Promise<void> {
   const settings = readSettings()
+  const logger = createLogger(settings.log)
   const nodes = await startNodes(3)
   const gatewayOptions: GatewayOptions = {
     upstreams: {
-      chat_nodes: {
-        servers: nodes.nodes.map((n) => n.url),
-        // New sessions go round the nodes; engine.io stickiness sends every later request of a
-        // session (its polling requests, its websocket upgrade) to the node that holds it.
+      [POOL]: {
+        // Named servers: the names show on the status page, in metrics labels and in the log.
+        servers: nodes.nodes.map((n) => ({ url: n.url, name: n.name })),
+        // New sessions go round the nodes; engine.io stickiness (the default for two or more servers,
+        // spelled out here) sends every later request of a session to the node that holds it.
         balance: 'round-robin',
         sticky: { engineIo: true },
-        health: { type: 'engine.io', interval: 3_000, rise: 2, fall: 3, timeout: 1_000 },
+        // A stopped node is seen down within two failed checks (about 2 s) and up again two passing
+        // checks after it starts; meanwhile passive health takes it out at its first refused connection.
+        health: { type: 'engine.io', interval: 1_000, rise: 2, fall: 2, timeout: 500 },
+        maxFails: 1,
+        failTimeout: 5_000,
       },
     },
     // Only Socket.IO goes upstream; /assets and the demo's own routes stay in the app.
-    routes: [{ path: '/socket.io/', upstream: 'chat_nodes' }],
+    routes: [{ path: '/socket.io/', upstream: POOL }],
     status: { path: STATUS_PATH },
+    logger,
   }
   const app = await createApp(settings.framework, {
     gateway: gatewayOptions,
     publicDir: fileURLToPath(new URL('./public/', import.meta.url)),
-    config: { framework: settings.framework, transport: settings.transport, statusPath: STATUS_PATH },
+    config: { framework: settings.framework, transport: settings.transport, statusPath: STATUS_PATH, drainTimeoutMs: DRAIN_TIMEOUT_MS },
+    controls: (gateway) => nodeControls(nodes, gateway, POOL, logger),
   })
   const url = await app.listen(settings.port, settings.host)
 
   console.log(`sockgate demo listening on ${url}`)
   console.log(`  chat page: ${url}/assets/index.html (also at ${url}/)`)
   console.log(`  status page: ${url}${STATUS_PATH}`)
-  console.log(`  framework ${settings.framework}, transport ${settings.transport}`)
+  console.log(`  framework ${settings.framework}, transport ${settings.transport}, log ${settings.log}`)
   for (const n of nodes.nodes) console.log(`  ${n.name} at ${n.url}`)
-  console.log('  open the URL in two tabs and chat; Ctrl+C stops everything')
+  console.log('  open the URL in two tabs and chat; stop the node a tab is on and watch it move; Ctrl+C stops everything')
+  console.log('  the gateway\'s log follows: a line per finished WebSocket tunnel, per node going down or up, per error')
 
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
