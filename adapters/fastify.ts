@@ -135,6 +135,7 @@ const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockga
   const targetOf = (url: string): string => stripPrefix ? stripMountPath(scope.full, url) : url
 
   // At registration, not on the first request: upgrades can arrive before any HTTP request does.
+  gateway.answerConnect(app.server)
   const detachUpgrades = registerUpgradeHandler(app.server, scope.full, (req, socket, head) => {
     if (matchedPrefix(gateway, req.headers.host, pathOf(targetOf(req.url ?? '/'))) === undefined) return false
     routeUpgrade(app, req, socket, head, self)

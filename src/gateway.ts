@@ -38,6 +38,9 @@ export interface GatewayEvents {
   'upstream:up': [UpstreamStateEvent]
 }
 
+/** Servers whose CONNECT requests a gateway answers already (one listener per server is enough). */
+const connectAnswered = new WeakSet<Server>()
+
 /** Hands a failure to the caller instead of answering it (Express's `next(err)`). */
 export type FailureHandler = (err: SockgateError) => void
 
@@ -443,26 +446,32 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /**
    * Handle upgrades on `server` (its `'upgrade'` event). Idempotent. Upgrades
    * no route matches are left to the server's other `'upgrade'` listeners,
-   * or answered 404 when there are none. CONNECT (the `'connect'` event) is
-   * answered 400 unless the server has a `'connect'` listener of its own.
+   * or answered 404 when there are none. CONNECT is answered too
+   * ({@link answerConnect}).
    */
   attach (server: Server): this {
     if (this.detachers.has(server)) return this
-    const detachUpgrade = registerUpgradeHandler(server, '/', this.handleUpgrade)
-    // Node never passes CONNECT to the request handler, and destroys the socket without an answer when
-    // nobody listens for 'connect'; the client gets a 400 instead.
-    const onConnect = (req: IncomingMessage, socket: Duplex): void => {
+    this.detachers.set(server, registerUpgradeHandler(server, '/', this.handleUpgrade))
+    this.answerConnect(server)
+    return this
+  }
+
+  /**
+   * Answer CONNECT on `server` with 400, unless the server has a `'connect'`
+   * listener of its own: Node never passes CONNECT to the request handler,
+   * and destroys the socket without a word when nobody listens. Adapters that
+   * dispatch upgrades themselves call this; once per server, whatever the
+   * number of gateways.
+   */
+  answerConnect (server: Server): void {
+    if (connectAnswered.has(server)) return
+    connectAnswered.add(server)
+    server.on('connect', (req: IncomingMessage, socket: Duplex) => {
       if (server.listenerCount('connect') > 1) return
       const error = new BadRequestError('CONNECT is not proxied')
       this.report(error, 'http', req, undefined)
       writeSocketError(socket, error)
-    }
-    server.on('connect', onConnect)
-    this.detachers.set(server, () => {
-      detachUpgrade()
-      server.off('connect', onConnect)
     })
-    return this
   }
 
   /** A plain-data snapshot of every pool and server and the open tunnels. */

@@ -75,7 +75,9 @@ export function attachPaths (path: string | readonly string[]): string[] {
 export class ServerMounts {
   private readonly detachers = new Map<string, () => void>()
 
-  constructor (private readonly server: Server, private readonly gateway: Gateway) {}
+  constructor (private readonly server: Server, private readonly gateway: Gateway) {
+    gateway.answerConnect(server)
+  }
 
   /** Handle upgrades under exactly `paths` from now on. */
   set (paths: Iterable<string>): void {

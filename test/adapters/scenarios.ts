@@ -11,7 +11,7 @@ import { Server as SocketIoServer } from 'socket.io'
 import { io as ioClient, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client'
 import { WebSocket, WebSocketServer } from 'ws'
 import type { GatewayOptions } from '../../src/index.js'
-import { listen } from '../helpers/servers.js'
+import { listen, rawExchange } from '../helpers/servers.js'
 import type { AppUnderTest, BuildApp } from './apps.js'
 
 /** A plain HTTP upstream that answers every request with what it received, as JSON, and remembers the paths. */
@@ -117,6 +117,13 @@ export function runScenarios (adapter: string, build: BuildApp): void {
     assert.equal(res.status, 200)
     assert.equal(res.headers.expires, undefined)
     assert.equal(res.headers['cache-control'], undefined)
+  })
+
+  test(name('CONNECT is answered 400, never dropped without a word and never proxied'), async (t) => {
+    const { app, echo } = await setup(t, build)
+    const { text } = await rawExchange(app.port, 'CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n')
+    assert.match(text, /^HTTP\/1\.1 400 /)
+    assert.deepEqual(echo.seen, [])
   })
 
   test(name('a request ending in / under assets serves index.html'), async (t) => {
