@@ -175,11 +175,15 @@ export class BodyConsumedError extends SockgateError {
  * named a session: the answer is relayed, and this says why it happened.
  */
 export class StickyMissError extends SockgateError {
-  constructor (url: string, sid: string, pinned: boolean) {
-    super('SOCKGATE_ERR_STICKY_MISS', 400, pinned
+  /** `owner`: the URL of the server the gateway had pinned the session to, if it had. */
+  constructor (url: string, sid: string, owner: string | undefined) {
+    super('SOCKGATE_ERR_STICKY_MISS', 400, owner === url
       ? `Upstream ${url} no longer holds engine.io session ${JSON.stringify(sid)}, which sockgate had pinned to it ` +
         '(it restarted, or the session timed out); the client reconnects, and if this repeats check the server\'s restarts and pingTimeout.'
-      : `Upstream ${url} does not hold engine.io session ${JSON.stringify(sid)}, and this gateway never saw the session open: ` +
+      : owner !== undefined
+        ? `Engine.io session ${JSON.stringify(sid)} lives on ${owner}, which could not take the request (down, or full), so it went ` +
+          `to ${url}, which does not hold it; the client reconnects with a new session. Expected while a node is down.`
+        : `Upstream ${url} does not hold engine.io session ${JSON.stringify(sid)}, and this gateway never saw the session open: ` +
         'its handshake went through another gateway process, or sticky.engineIo is off; see docs/balancing.md on sticky sessions.')
     this.name = 'StickyMissError'
   }

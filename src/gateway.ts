@@ -308,7 +308,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         ? undefined
         : (status, chunk) => {
             const miss = sticky.learnFromResponse(url, server, status, chunk)
-            if (miss !== undefined) this.report(new StickyMissError(server.url, miss.sid, miss.pinned), 'http', req, peer, route.upstream, server, route)
+            if (miss !== undefined) this.report(new StickyMissError(server.url, miss.sid, miss.owner?.url), 'http', req, peer, route.upstream, server, route)
           },
     }
   }
@@ -399,7 +399,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       if (result.kind === 'refused') {
         this.report(relayRefusal(socket, result.response, result.upstream, s, this.options.timeouts.request), 'upgrade', req, peer, pool.name, s, route)
         pool.sticky?.learnFromRefusal(req.url ?? '/', result.response, (miss) => {
-          this.report(new StickyMissError(s.url, miss.sid, miss.pinned), 'upgrade', req, peer, pool.name, s, route)
+          this.report(new StickyMissError(s.url, miss.sid, miss.owner?.url), 'upgrade', req, peer, pool.name, s, route)
         })
         return
       }

@@ -48,7 +48,7 @@ const SAMPLES: Record<string, () => SockgateError> = {
   ClientAbortedError: () => new sockgate.ClientAbortedError(),
   ForbiddenError: () => new sockgate.ForbiddenError('the status page'),
   BodyConsumedError: () => new sockgate.BodyConsumedError('multipart/form-data'),
-  StickyMissError: () => new sockgate.StickyMissError('http://127.0.0.1:5001', 'AbC123', true),
+  StickyMissError: () => new sockgate.StickyMissError('http://127.0.0.1:5001', 'AbC123', 'http://127.0.0.1:5001'),
   HookError: () => new sockgate.HookError('authorize', new Error('token store down')),
 }
 

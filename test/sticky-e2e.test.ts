@@ -153,6 +153,22 @@ test('sticky engineIo: "Session ID unknown" for a session the gateway pinned is 
   assert.match(misses[0]!.error.message, new RegExp(`no longer holds engine.io session "${sid}"`))
 })
 
+test('sticky engineIo: a session whose node is down goes to another node, and the miss says where it lived', async (t) => {
+  const nodes = await socketIoCluster(t, 2)
+  const { port, gateway } = await stickyGateway(t, nodes, undefined)
+  const events = recordEvents(gateway)
+  const base = '/socket.io/?EIO=4&transport=polling'
+  const sid = (JSON.parse((await request(port, base)).body.slice(1)) as { sid: string }).sid
+  const owner = gateway.pool('io').sticky!.sessions!.get(sid)!
+  await nodes.find((n) => n.url === owner.url)!.kill()
+  const res = await request(port, `${base}&sid=${sid}`)
+  assert.equal(res.status, 400, 'the other node\'s answer is relayed')
+  const miss = events.errors.find((e) => e.error.code === 'SOCKGATE_ERR_STICKY_MISS')
+  assert.ok(miss !== undefined)
+  assert.notEqual(miss.server, owner.url)
+  assert.match(miss.error.message, new RegExp(`lives on ${owner.url}, which could not take the request`))
+})
+
 test('sticky engineIo: a session this gateway never saw open is reported as a miss that points at another gateway', async (t) => {
   const nodes = await socketIoCluster(t, 2)
   const { port, gateway } = await stickyGateway(t, nodes, undefined)

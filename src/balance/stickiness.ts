@@ -11,13 +11,14 @@ import type { UpstreamServer } from '../upstream/server.js'
 export const SESSION_UNKNOWN = 'Session ID unknown'
 
 /**
- * An upstream answered {@link SESSION_UNKNOWN} for session `sid`; `pinned`
- * says whether the table had pinned it to that server (the server lost it)
- * or never saw it open (another gateway did, or learning is off).
+ * An upstream answered {@link SESSION_UNKNOWN} for session `sid`. `owner`
+ * is the server the table had pinned it to: the one that answered (it lost
+ * the session), another one (it could not take the request, so failover sent
+ * it elsewhere), or undefined (this gateway never saw the session open).
  */
 export interface StickyMiss {
   sid: string
-  pinned: boolean
+  owner: UpstreamServer | undefined
 }
 
 /** Bytes of a response's first chunk searched for an open packet or {@link SESSION_UNKNOWN}. */
@@ -157,7 +158,9 @@ export class Stickiness {
     const sid = sidFromQuery(url)
     if (sid === undefined || this.sessions === null) return undefined
     if (!chunk.toString('utf8', 0, Math.min(chunk.length, PEEK_BYTES)).includes(SESSION_UNKNOWN)) return undefined
-    return { sid, pinned: this.sessions.delete(sid) }
+    const owner = this.sessions.get(sid)
+    this.sessions.delete(sid)
+    return { sid, owner }
   }
 
   /**
