@@ -35,6 +35,18 @@ async function connectAll (t: TestContext, url: string, withCredentials = false)
 
 const unknownSids = (nodes: readonly SocketIoNode[]): number => nodes.reduce((sum, n) => sum + n.unknownSid(), 0)
 
+const POLLING = '/socket.io/?EIO=4&transport=polling'
+
+/** Open an engine.io polling session through the gateway on `port`; resolves with its sid. */
+async function openSession (port: number): Promise<string> {
+  return (JSON.parse((await request(port, POLLING)).body.slice(1)) as { sid: string }).sid
+}
+
+/** Have the session's node end it (a close packet, answered 200 like any POST). */
+async function closeSession (port: number, sid: string): Promise<number> {
+  return (await request(port, `${POLLING}&sid=${sid}`, { method: 'POST', body: '1', headers: { 'content-type': 'text/plain' } })).status
+}
+
 const MODES: Array<{ mode: string, sticky: StickyOptions, withCredentials: boolean }> = [
   { mode: 'engineIo', sticky: { engineIo: true }, withCredentials: false },
   { mode: 'cookie', sticky: { cookie: 'sg_node' }, withCredentials: true },
@@ -142,10 +154,9 @@ test('sticky engineIo: "Session ID unknown" for a session the gateway pinned is 
   const nodes = await socketIoCluster(t, 3)
   const { port, gateway } = await stickyGateway(t, nodes, undefined)
   const events = recordEvents(gateway)
-  const base = '/socket.io/?EIO=4&transport=polling'
-  const sid = (JSON.parse((await request(port, base)).body.slice(1)) as { sid: string }).sid
-  assert.equal((await request(port, `${base}&sid=${sid}`, { method: 'POST', body: '1', headers: { 'content-type': 'text/plain' } })).status, 200)
-  const late = await request(port, `${base}&sid=${sid}`)
+  const sid = await openSession(port)
+  assert.equal(await closeSession(port, sid), 200)
+  const late = await request(port, `${POLLING}&sid=${sid}`)
   assert.equal(late.status, 400, 'the upstream\'s answer is relayed')
   const misses = events.errors.filter((e) => e.error.code === 'SOCKGATE_ERR_STICKY_MISS')
   assert.equal(misses.length, 1)
@@ -157,11 +168,10 @@ test('sticky engineIo: a session whose node is down goes to another node, and th
   const nodes = await socketIoCluster(t, 2)
   const { port, gateway } = await stickyGateway(t, nodes, undefined)
   const events = recordEvents(gateway)
-  const base = '/socket.io/?EIO=4&transport=polling'
-  const sid = (JSON.parse((await request(port, base)).body.slice(1)) as { sid: string }).sid
+  const sid = await openSession(port)
   const owner = gateway.pool('io').sticky!.sessions!.get(sid)!
   await nodes.find((n) => n.url === owner.url)!.kill()
-  const res = await request(port, `${base}&sid=${sid}`)
+  const res = await request(port, `${POLLING}&sid=${sid}`)
   assert.equal(res.status, 400, 'the other node\'s answer is relayed')
   const miss = events.errors.find((e) => e.error.code === 'SOCKGATE_ERR_STICKY_MISS')
   assert.ok(miss !== undefined)
