@@ -26,7 +26,7 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import {
-  createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, registerUpgradeHandler, stripMountPath,
+  afterEarlierAnswers, createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, registerUpgradeHandler, stripMountPath,
   type GatewayOptions,
 } from '../src/index.js'
 import {
@@ -248,16 +248,19 @@ function decorateGateway (app: FastifyInstance, gateway: Gateway): void {
 function routeUpgrade (app: FastifyInstance, req: IncomingMessage, socket: Duplex, head: Buffer, owner: object): void {
   // Node takes its own error listener off an upgraded socket: a client leaving while hooks run must not throw.
   socket.on('error', () => socket.destroy())
-  pendingUpgrades.set(req, { socket, head, owner })
-  const res = new ServerResponse(req)
-  // An answer of the app's own (a hook's 401, a route of its own) ends the connection: its client asked to switch protocols.
-  res.shouldKeepAlive = false
-  res.assignSocket(socket as Socket)
-  res.once('finish', () => {
-    socket.once('finish', () => socket.destroy())
-    socket.end()
+  // Pipelined behind a request: the connection is that answer's until it is out (and whatever follows must come after it).
+  afterEarlierAnswers(socket, req, () => {
+    pendingUpgrades.set(req, { socket, head, owner })
+    const res = new ServerResponse(req)
+    // An answer of the app's own (a hook's 401, a route of its own) ends the connection: its client asked to switch protocols.
+    res.shouldKeepAlive = false
+    res.assignSocket(socket as Socket)
+    res.once('finish', () => {
+      socket.once('finish', () => socket.destroy())
+      socket.end()
+    })
+    app.routing(req, res)
   })
-  app.routing(req, res)
 }
 
 /** Whether the app keeps an HTTP request a registration without prefix could take: see {@link appPrefixLength}. */

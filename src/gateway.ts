@@ -18,6 +18,8 @@ import { Tunnel } from './tunnel.js'
 import { registerUpgradeHandler } from './dispatch.js'
 import { registerTunnelSource } from './drain.js'
 import { HealthChecker } from './health.js'
+import { hostProblem } from './host.js'
+import { afterEarlierAnswers } from './pipelining.js'
 import { countResponse, countUpgrade, renderPrometheus } from './metrics.js'
 import { isStatusRequest, serveStatus } from './status.js'
 import { holdEarlyData, listsToken, relayRefusal, upstreamHandshake, validateUpgrade, type HandshakeCancel } from './upgrade.js'
@@ -156,12 +158,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * otherwise be answered with a 4xx/5xx (Express's `next(err)`).
    */
   handleRequest (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void, onFailure?: FailureHandler): void {
+    const url = req.url ?? '/'
+    const hostError = hostProblem(req)
+    if (hostError !== undefined) {
+      // A malformed Host never reaches an upstream, nor picks a route or the status page; what no route
+      // would take stays the app's.
+      if (this.claims(url)) return this.refuse(req, res, hostError, onFailure)
+      if (next !== undefined) next()
+      else this.refuse(req, res, hostError, onFailure)
+      return
+    }
     // The status page comes before routing: it answers on every host unless status.host is set.
     if (this.options.status !== null && isStatusRequest(this.options.status, req)) {
       serveStatus(this, this.options.status, req, res).catch((err: unknown) => res.destroy(err as Error))
       return
     }
-    const url = req.url ?? '/'
     // Checked before routing: an authority-form (CONNECT) or absolute-form target has no path, so no
     // route could match it and it would fall through to next(); it is the client's mistake, so 400.
     if (METHODS_WITHOUT_TARGET.has(req.method ?? '')) return this.refuse(req, res, new BadRequestError('CONNECT is not proxied'), onFailure)
@@ -178,10 +189,22 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     else if (url.startsWith('//')) refusal = new BadRequestError('the request target must be a path')
     else if (req.headers.upgrade !== undefined) refusal = upgradeAsRequest(req)
     if (refusal !== undefined) return this.refuse(req, res, refusal, onFailure, route)
-    this.forward(req, res, route, onFailure).catch((err: unknown) => {
-      // forward() handles its own failures; this is a last guard so nothing escapes as an unhandled rejection.
-      res.destroy(err as Error)
+    afterEarlierAnswers(req.socket, req, () => {
+      this.forward(req, res, route, onFailure).catch((err: unknown) => {
+        // forward() handles its own failures; this is a last guard so nothing escapes as an unhandled rejection.
+        res.destroy(err as Error)
+      })
     })
+  }
+
+  /** True when a route's path (whatever its host) or the status page would take `url`. */
+  private claims (url: string): boolean {
+    const status = this.options.status
+    if (status !== null) {
+      const q = url.indexOf('?')
+      if ((q === -1 ? url : url.slice(0, q)) === status.path) return true
+    }
+    return this.routes.claims(url)
   }
 
   private refuse (req: IncomingMessage, res: ServerResponse, err: SockgateError, onFailure?: FailureHandler, route?: NormalizedRoute): void {
@@ -320,27 +343,33 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    */
   handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const url = req.url ?? '/'
-    const route = this.routes.match(req.headers.host, url)
-    if (route === undefined) return false
+    const hostError = hostProblem(req)
+    const route = hostError === undefined ? this.routes.match(req.headers.host, url) : undefined
+    // A malformed Host picks no route, but what a route's path would take is refused rather than passed on.
+    if (route === undefined && (hostError === undefined || !this.claims(url))) return false
     socket.on('error', noop)
-    let error: SockgateError | undefined
-    let token = ''
-    if (this.closing !== undefined) error = new GatewayClosedError()
-    else if (!url.startsWith('/') || url.startsWith('//')) error = new BadRequestError('the request target must be a path')
-    else {
-      const checked = validateUpgrade(req, this.options.upgrades)
-      if (typeof checked === 'string') token = checked
-      else error = checked
+    const take = (): void => {
+      const checked = hostError ?? this.checkUpgrade(req, url)
+      if (typeof checked !== 'string') {
+        this.report(checked, 'upgrade', req, undefined, route?.upstream, undefined, route)
+        this.answerFailure(req, socket, checked)
+        return
+      }
+      // A string means the Host was good, so a route was found.
+      this.upgrade(req, socket, head, route!, checked).catch((err: unknown) => {
+        socket.destroy(err as Error)
+      })
     }
-    if (error !== undefined) {
-      this.report(error, 'upgrade', req, undefined, route.upstream, undefined, route)
-      this.answerFailure(req, socket, error)
-      return true
-    }
-    this.upgrade(req, socket, head, route, token).catch((err: unknown) => {
-      socket.destroy(err as Error)
-    })
+    // Pipelined behind a request whose answer is still on its way: whatever we answer must come after it.
+    afterEarlierAnswers(socket, req, take)
     return true
+  }
+
+  /** The Upgrade token to forward, or why a routed upgrade may not go on. */
+  private checkUpgrade (req: IncomingMessage, url: string): SockgateError | string {
+    if (this.closing !== undefined) return new GatewayClosedError()
+    if (!url.startsWith('/') || url.startsWith('//')) return new BadRequestError('the request target must be a path')
+    return validateUpgrade(req, this.options.upgrades)
   }
 
   private async upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, route: NormalizedRoute, token: string): Promise<void> {

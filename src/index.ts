@@ -5,6 +5,7 @@
  */
 export { createGateway, Gateway, type CloseOptions, type GatewayEvents } from './gateway.js'
 export { registerUpgradeHandler, type UpgradeHandler } from './dispatch.js'
+export { afterEarlierAnswers } from './pipelining.js'
 export { attachPaths, matchedPrefix, mountUpgrades, normalizeMountPath, ServerMounts, stripMountPath } from './mount.js'
 export * from './errors.js'
 export type * from './types.js'

@@ -2,7 +2,8 @@ import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { registerUpgradeHandler } from './dispatch.js'
 import type { Gateway } from './gateway.js'
-import { compileRoutes, hostName, stripPathPrefix, type RouteTable } from './route.js'
+import { hostName } from './host.js'
+import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 
 /**
  * A mount path as an upgrade prefix: leading `/`, no trailing `/` (except the

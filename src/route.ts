@@ -1,19 +1,11 @@
+import { hostName } from './host.js'
 import type { HostMatcher, NormalizedRoute } from './options.js'
 
 /** A route table compiled once: routes sorted so the first match is the best one. */
 export interface RouteTable {
   match (host: string | undefined, path: string): NormalizedRoute | undefined
-}
-
-/** Host header without port, lower-cased (`App.Example.com:8080` → `app.example.com`). */
-export function hostName (host: string | undefined): string {
-  if (host === undefined) return ''
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']')
-    return (end === -1 ? host : host.slice(0, end + 1)).toLowerCase()
-  }
-  const colon = host.indexOf(':')
-  return (colon === -1 ? host : host.slice(0, colon)).toLowerCase()
+  /** True when some route's path takes `path`, whatever its host: where a malformed Host is refused rather than passed on. */
+  claims (path: string): boolean
 }
 
 function hostMatches (m: HostMatcher, name: string): boolean {
@@ -73,6 +65,9 @@ export function compileRoutes (routes: readonly NormalizedRoute[]): RouteTable {
         if (hostMatches(route.host, name) && pathMatches(route.path, path)) return route
       }
       return undefined
+    },
+    claims (path) {
+      return sorted.some((route) => pathMatches(route.path, path))
     },
   }
 }

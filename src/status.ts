@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { BadRequestError, ForbiddenError, GatewayClosedError } from './errors.js'
 import { sendError } from './respond.js'
-import { hostName } from './route.js'
+import { hostName } from './host.js'
 import type { NormalizedOptions } from './options.js'
 import type { GatewayStatus, ServerStatus } from './types.js'
 

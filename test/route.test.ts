@@ -1,7 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { normalizeOptions } from '../src/options.js'
-import { compileRoutes, hostName, pathMatches, stripPathPrefix } from '../src/route.js'
+import { hostName } from '../src/host.js'
+import { compileRoutes, pathMatches, stripPathPrefix } from '../src/route.js'
 import type { RouteOptions } from '../src/types.js'
 
 /**
