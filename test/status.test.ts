@@ -1,11 +1,14 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import http, { type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { runInThisContext } from 'node:vm'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
-import type { GatewayOptions } from '../src/index.js'
-import { eventually, gatewayServer, httpUpstream, nextMessage, openWs, refusedUrl, watchForCrashes, wsClosed } from './helpers/servers.js'
+import { createGateway, type GatewayOptions } from '../src/index.js'
+import { eventually, gatewayServer, httpUpstream, listen, nextMessage, openWs, refusedUrl, watchForCrashes, wsClosed } from './helpers/servers.js'
 import { startNode } from './helpers/cluster.js'
 
 watchForCrashes()
@@ -261,4 +264,28 @@ test('status: an unknown format is 400 and a POST is 405', async (t) => {
   const res = await fetch(url + '/sockgate/status', { method: 'POST', body: 'x' })
   assert.equal(res.status, 405)
   assert.equal(res.headers.get('allow'), 'GET, HEAD')
+})
+
+test('status: the auth examples of docs/options.md and docs/health.md let loopback in on a dual-stack server (::ffff:127.0.0.1)', async (t) => {
+  for (const doc of ['docs/options.md', 'docs/health.md']) {
+    // The example as the page prints it: plain JavaScript, so it runs as it is.
+    const source = /auth: (\(req\) => [^\n]+?\)),?\s*\}/.exec(readFileSync(doc, 'utf8'))?.[1]
+    assert.ok(source !== undefined, `${doc} has no one-line auth example`)
+    const auth = runInThisContext(source) as (req: IncomingMessage) => boolean
+    const gateway = createGateway({ target: await refusedUrl(), status: { path: '/status', auth } })
+    t.after(() => gateway.close())
+    const server = http.createServer((req, res) => gateway.handleRequest(req, res))
+    // No host: Node listens on `::` where it can, and an IPv4 client shows up as ::ffff:127.0.0.1.
+    await new Promise<void>((resolve) => server.listen(0, resolve))
+    t.after(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    const { port } = server.address() as AddressInfo
+    const seen: string[] = []
+    server.on('request', (req) => seen.push(req.socket.remoteAddress ?? ''))
+    assert.equal((await get(`http://127.0.0.1:${port}`, '/status')).status, 200, `${doc}: ${source}`)
+    assert.ok(seen[0] === '::ffff:127.0.0.1' || seen[0] === '127.0.0.1', seen[0])
+    // And on a server bound to 127.0.0.1 itself, where the peer is plain 127.0.0.1.
+    const v4 = http.createServer((req, res) => gateway.handleRequest(req, res))
+    const v4port = await listen(t, v4)
+    assert.equal((await get(`http://127.0.0.1:${v4port}`, '/status')).status, 200, `${doc}: ${source}`)
+  }
 })
