@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'SOCKGATE_ERR_UPSTREAM_PROTOCOL'
   | 'SOCKGATE_ERR_UPGRADE_REFUSED'
   | 'SOCKGATE_ERR_CLIENT_ABORTED'
+  | 'SOCKGATE_ERR_CLIENT_TIMEOUT'
   | 'SOCKGATE_ERR_FORBIDDEN'
   | 'SOCKGATE_ERR_BODY_CONSUMED'
   | 'SOCKGATE_ERR_STICKY_MISS'
@@ -109,28 +110,40 @@ export class GatewayClosedError extends SockgateError {
 
 /** The upstream refused or reset the connection before answering. */
 export class UpstreamConnectError extends SockgateError {
-  constructor (url: string, cause: unknown) {
+  /** Some of the request's bytes had left the gateway: the upstream may have acted on it (failover replays only what is safe). */
+  readonly requestSent: boolean
+
+  constructor (url: string, cause: unknown, requestSent = false) {
     const why = (cause as { code?: string } | undefined)?.code ?? (cause as Error | undefined)?.message ?? 'unknown error'
     super('SOCKGATE_ERR_UPSTREAM_CONNECT', 502,
-      `Upstream ${url} failed before answering (${why}); check that it is running and reachable from the gateway.`, { cause })
+      `Upstream ${url} failed ${requestSent ? 'after the request was sent, ' : ''}before answering (${why}); ` +
+      'check that it is running and reachable from the gateway.', { cause })
     this.name = 'UpstreamConnectError'
+    this.requestSent = requestSent
   }
 }
 
 /** Connecting to, or waiting for, the upstream took longer than the configured timeout. */
 export class UpstreamTimeoutError extends SockgateError {
+  /** The request had been sent: true for every phase but `connect`. */
+  readonly requestSent: boolean
+
   constructor (url: string, phase: 'connect' | 'handshake' | 'request', ms: number) {
     super('SOCKGATE_ERR_UPSTREAM_TIMEOUT', 504,
       `Upstream ${url} did not complete the ${phase} within timeouts.${phase} (${ms} ms); check its load or raise the timeout.`)
     this.name = 'UpstreamTimeoutError'
+    this.requestSent = phase !== 'connect'
   }
 }
 
-/** The upstream answered with something that is not valid HTTP for this request. */
+/**
+ * The upstream answered with something that is not valid HTTP for this
+ * request. It did answer, so this is not retried and not counted against it.
+ */
 export class UpstreamProtocolError extends SockgateError {
-  constructor (url: string, reason: string, cause?: unknown) {
-    super('SOCKGATE_ERR_UPSTREAM_PROTOCOL', 502,
-      `Upstream ${url} sent an invalid answer: ${reason}; check that the route points at the right service.`, { cause })
+  /** `hint`: what to do, when it is not to check where the route points. */
+  constructor (url: string, reason: string, cause?: unknown, hint = 'check that the route points at the right service') {
+    super('SOCKGATE_ERR_UPSTREAM_PROTOCOL', 502, `Upstream ${url} sent an invalid answer: ${reason}; ${hint}.`, { cause })
     this.name = 'UpstreamProtocolError'
   }
 }
@@ -149,6 +162,20 @@ export class ClientAbortedError extends SockgateError {
   constructor (cause?: unknown) {
     super('SOCKGATE_ERR_CLIENT_ABORTED', 499, 'The client closed the connection before the answer was complete.', { cause })
     this.name = 'ClientAbortedError'
+  }
+}
+
+/**
+ * The client accepted no data for `timeouts.send` while an answer was being
+ * sent to it (nginx `send_timeout`): its connection was cut and the upstream
+ * request aborted, so the upstream connection is free again.
+ */
+export class ClientTimeoutError extends SockgateError {
+  constructor (ms: number) {
+    super('SOCKGATE_ERR_CLIENT_TIMEOUT', 408,
+      `The client read nothing for timeouts.send (${ms} ms) while its answer was being sent; the connection was cut and the ` +
+      'upstream request aborted. Expected now and then from stalled clients; if clients on slow links hit it, raise timeouts.send.')
+    this.name = 'ClientTimeoutError'
   }
 }
 
@@ -213,6 +240,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_UPSTREAM_PROTOCOL',
   'SOCKGATE_ERR_UPGRADE_REFUSED',
   'SOCKGATE_ERR_CLIENT_ABORTED',
+  'SOCKGATE_ERR_CLIENT_TIMEOUT',
   'SOCKGATE_ERR_FORBIDDEN',
   'SOCKGATE_ERR_BODY_CONSUMED',
   'SOCKGATE_ERR_STICKY_MISS',

@@ -296,7 +296,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         s.activeRequests++
         s.requests++
         try {
-          await this.forwarder.forward(s, pool.spec.tls, res, {
+          await this.forwarder.forward(s, pool.spec, res, {
             method: req.method ?? 'GET',
             path,
             headers,

@@ -8,12 +8,14 @@ import type {
   BalanceOption, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
 } from './types.js'
 
-export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, idle: 0 })
+export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
 export const DEFAULT_BODY_LIMIT = 1_048_576
 export const DEFAULT_UPGRADES = Object.freeze(['websocket'])
 export const DEFAULT_STATUS_PATH = '/sockgate/status'
 export const DEFAULT_MAX_FAILS = 1
 export const DEFAULT_FAIL_TIMEOUT = 10_000
+/** Connections the gateway opens to one server at most (undici's `connections`); more requests wait their turn. */
+export const DEFAULT_CONNECTIONS = 1024
 export const DEFAULT_HEALTH = Object.freeze({ interval: 3_000, rise: 2, fall: 3, timeout: 1_000, type: 'tcp' as const })
 /** The name of the pool made by the `target` shorthand. */
 export const DEFAULT_POOL = 'default'
@@ -37,6 +39,10 @@ export interface NormalizedUpstream {
   balance: BalanceOption
   sticky: { engineIo: boolean, cookie: { name: string, secret: string, maxAge: number | null } | null }
   health: NormalizedHealth | null
+  /** Cap on the HTTP connections to each server of the pool. */
+  connections: number
+  /** Send a non-idempotent request that reached a failing server to the next one all the same. */
+  retryNonIdempotent: boolean
   maxFails: number
   failTimeout: number
   tries: number
@@ -67,7 +73,7 @@ export interface NormalizedOptions {
   routes: readonly NormalizedRoute[]
   headers: NormalizedHeaderOptions
   trust: TrustPredicate
-  timeouts: { connect: number, handshake: number, request: number, idle: number }
+  timeouts: { connect: number, handshake: number, request: number, send: number, idle: number }
   limits: { body: number }
   /** Allowed Upgrade tokens, lower case. */
   upgrades: ReadonlySet<string>
@@ -88,7 +94,7 @@ const RENAMED: Record<string, string> = {
   changeOrigin: "headers.host: 'upstream'",
 }
 /** Pool options, which the `target` shorthand takes at the top level. */
-const POOL_KEYS = ['balance', 'sticky', 'health', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'tls'] as const
+const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS])
@@ -254,6 +260,7 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     if (rejectUnauthorized !== undefined && typeof rejectUnauthorized !== 'boolean') fail(`${at}tls.rejectUnauthorized`, 'must be a boolean')
     if (servername !== undefined && (typeof servername !== 'string' || servername === '')) fail(`${at}tls.servername`, 'must be a host name')
   }
+  if (value.retryNonIdempotent !== undefined && typeof value.retryNonIdempotent !== 'boolean') fail(`${at}retryNonIdempotent`, 'must be a boolean')
 
   return {
     name,
@@ -261,6 +268,8 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     balance: normalizeBalance(value.balance, `${at}balance`),
     sticky,
     health: normalizeHealth(value.health, `${at}health`),
+    connections: integer(value.connections, `${at}connections`, DEFAULT_CONNECTIONS, 1),
+    retryNonIdempotent: value.retryNonIdempotent ?? false,
     maxFails: integer(value.maxFails, `${at}maxFails`, DEFAULT_MAX_FAILS, 0),
     failTimeout: integer(value.failTimeout, `${at}failTimeout`, DEFAULT_FAIL_TIMEOUT, 1, ' (ms)'),
     tries: integer(value.tries, `${at}tries`, servers.length, 1),
@@ -330,12 +339,13 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   checkKeys(options, '', [...TOP_LEVEL])
 
   const t = options.timeouts ?? {}
-  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, idle? }')
-  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'idle'])
+  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, send?, idle? }')
+  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'send', 'idle'])
   const timeouts = {
     connect: integer(t.connect, 'timeouts.connect', DEFAULT_TIMEOUTS.connect, 1, ' (ms)'),
     handshake: integer(t.handshake, 'timeouts.handshake', DEFAULT_TIMEOUTS.handshake, 1, ' (ms)'),
     request: integer(t.request, 'timeouts.request', DEFAULT_TIMEOUTS.request, 1, ' (ms)'),
+    send: integer(t.send, 'timeouts.send', DEFAULT_TIMEOUTS.send, 1, ' (ms)'),
     idle: integer(t.idle, 'timeouts.idle', DEFAULT_TIMEOUTS.idle, 0, ' (ms)'),
   }
   const l = options.limits ?? {}

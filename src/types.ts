@@ -79,10 +79,20 @@ export interface UpstreamOptions {
   sticky?: StickyOptions
   /** Active health checks. Default: none (passive health only). */
   health?: HealthOptions
+  /**
+   * HTTP connections the gateway opens to each server at most; further requests wait for a free one (undici's
+   * `connections`). Keep it above the peak number of concurrent long-polls per server. Default: `1024`.
+   */
+  connections?: number
   /** Failures within `failTimeout` that mark a server unavailable (nginx `max_fails`); `0` disables. Default: `1`. */
   maxFails?: number
   /** Window for `maxFails` and how long the server then stays unavailable, in ms. Default: `10000`. */
   failTimeout?: number
+  /**
+   * Send a request with a non-idempotent method (POST, PATCH, ...) to the next server even after a failing
+   * server received it, which may run it twice (nginx `proxy_next_upstream non_idempotent`). Default: `false`.
+   */
+  retryNonIdempotent?: boolean
   /** Servers tried for one request or upgrade before giving up. Default: the number of servers. */
   tries?: number
   /** Total milliseconds spent on failover for one request or upgrade. Default: `timeouts.connect`. */
@@ -127,8 +137,13 @@ export interface TimeoutOptions {
   connect?: number
   /** Waiting for the upstream's answer to an upgrade. Default: `10000`. */
   handshake?: number
-  /** Waiting for an HTTP answer, and for body data between chunks (nginx `proxy_read_timeout`); outlives a Socket.IO long-poll. Default: `60000`. */
+  /**
+   * Waiting for an HTTP answer, and for the upstream's next body chunk while the client keeps reading
+   * (nginx `proxy_read_timeout`); outlives a Socket.IO long-poll. Default: `60000`.
+   */
   request?: number
+  /** A client that reads nothing of its answer for this long is cut, and the upstream request with it (nginx `send_timeout`). Default: `60000`. */
+  send?: number
   /** Closing a tunnel with no traffic either way; `0` never (TCP keepalive on both sockets). Default: `0`. */
   idle?: number
 }
@@ -170,7 +185,8 @@ export type TargetPoolOptions = Omit<UpstreamOptions, 'servers'>
 export interface GatewayOptions extends TargetPoolOptions {
   /**
    * Shorthand for one pool (`default`) and one route (`/`). The pool options (`balance`, `sticky`, `health`,
-   * `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `tls`) go beside it at the top level.
+   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`) go
+   * beside it at the top level.
    */
   target?: ServerOption | ServerOption[]
   /** Named pools of upstream servers. */

@@ -42,6 +42,7 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['a handshake timeout given as a string', { target: A, timeouts: { handshake: '100' } }, 'timeouts.handshake'],
   ['a request timeout that is not an integer', { target: A, timeouts: { request: 1.5 } }, 'timeouts.request'],
   ['a negative idle timeout', { target: A, timeouts: { idle: -1 } }, 'timeouts.idle'],
+  ['a send timeout of 0', { target: A, timeouts: { send: 0 } }, 'timeouts.send'],
   ['an idle timeout longer than a Node timer allows', { target: A, timeouts: { idle: 2 ** 31 } }, 'timeouts.idle'],
   ['limits that are not an object', { target: A, limits: 1024 }, 'limits'],
   ['an unknown limit', { target: A, limits: { headers: 8192 } }, 'limits.headers'],
@@ -74,6 +75,10 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['a failTimeout of 0', pool({ failTimeout: 0 }), 'upstreams.socket_nodes.failTimeout'],
   ['tries of 0', pool({ tries: 0 }), 'upstreams.socket_nodes.tries'],
   ['a failoverTimeout of 0', pool({ failoverTimeout: 0 }), 'upstreams.socket_nodes.failoverTimeout'],
+  ['connections of 0', pool({ connections: 0 }), 'upstreams.socket_nodes.connections'],
+  ['connections that are not an integer', pool({ connections: 2.5 }), 'upstreams.socket_nodes.connections'],
+  ['a retryNonIdempotent that is not a boolean', pool({ retryNonIdempotent: 'yes' }), 'upstreams.socket_nodes.retryNonIdempotent'],
+  ['connections beside target that are not a number', { target: A, connections: '8' }, 'connections'],
   // Sticky
   ['sticky that is not an object', pool({ sticky: 'cookie' }), 'upstreams.socket_nodes.sticky'],
   ['an unknown sticky option', pool({ sticky: { ip: true } }), 'upstreams.socket_nodes.sticky.ip'],
@@ -146,7 +151,7 @@ test('options: the error names the rule after the path', () => {
 
 test('options: an unknown option lists the ones that exist', () => {
   const err = assertRefused({ target: A, timeouts: { read: 1 } }, 'timeouts.read')
-  assert.match(err.message, /connect, handshake, request, idle/)
+  assert.match(err.message, /connect, handshake, request, send, idle/)
 })
 
 // Renamed options
@@ -169,14 +174,14 @@ for (const [old, options, now] of RENAMED) {
 
 // Defaults
 
-test('options: timeouts default to connect 5000, handshake 10000, request 60000 and idle 0', () => {
-  assert.deepEqual({ ...normalizeOptions({ target: A }).timeouts }, { connect: 5_000, handshake: 10_000, request: 60_000, idle: 0 })
-  assert.deepEqual({ ...DEFAULT_TIMEOUTS }, { connect: 5_000, handshake: 10_000, request: 60_000, idle: 0 })
+test('options: timeouts default to connect 5000, handshake 10000, request 60000, send 60000 and idle 0', () => {
+  assert.deepEqual({ ...normalizeOptions({ target: A }).timeouts }, { connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
+  assert.deepEqual({ ...DEFAULT_TIMEOUTS }, { connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
 })
 
 test('options: one timeout given leaves the others at their defaults', () => {
   assert.deepEqual({ ...normalizeOptions({ target: A, timeouts: { request: 120_000 } }).timeouts },
-    { connect: 5_000, handshake: 10_000, request: 120_000, idle: 0 })
+    { connect: 5_000, handshake: 10_000, request: 120_000, send: 60_000, idle: 0 })
 })
 
 test('options: limits.body defaults to 1048576 bytes', () => {
@@ -210,6 +215,12 @@ test('options: a pool of two gets round-robin, engine.io stickiness, maxFails 1,
   assert.deepEqual(upstream.sticky, { engineIo: true, cookie: null })
 })
 
+test('options: a pool caps each server at 1024 connections and replays no non-idempotent request by default', () => {
+  const upstream = normalizeOptions(pool()).upstreams[0]
+  assert.equal(upstream?.connections, 1_024)
+  assert.equal(upstream?.retryNonIdempotent, false)
+})
+
 test('options: a pool of one server learns no engine.io sessions by default', () => {
   assert.deepEqual(normalizeOptions({ target: A }).upstreams[0]?.sticky, { engineIo: false, cookie: null })
 })
@@ -220,11 +231,15 @@ test('options: sticky.engineIo false turns the default off; a cookie alone keeps
 })
 
 test('options: the target shorthand takes pool options beside it', () => {
-  const upstream = normalizeOptions({ target: [A, B], balance: 'ip-hash', sticky: { cookie: 'sg' }, health: {}, maxFails: 3 }).upstreams[0]
+  const upstream = normalizeOptions({
+    target: [A, B], balance: 'ip-hash', sticky: { cookie: 'sg' }, health: {}, maxFails: 3, connections: 8, retryNonIdempotent: true,
+  }).upstreams[0]
   assert.equal(upstream?.balance, 'ip-hash')
   assert.equal(upstream?.sticky.cookie?.name, 'sg')
   assert.equal(upstream?.health?.interval, 3_000)
   assert.equal(upstream?.maxFails, 3)
+  assert.equal(upstream?.connections, 8)
+  assert.equal(upstream?.retryNonIdempotent, true)
 })
 
 test('options: a pool option at the top level without target is refused, naming where it goes', () => {
