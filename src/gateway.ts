@@ -439,7 +439,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
         return
       }
       const setCookie = pool.sticky?.setCookieFor(s, req, isSecureClient(req, peer.encrypted, peer.trusted))
-      socket.write(setCookie === undefined ? result.head : addHeaderToHead(result.head, 'Set-Cookie', setCookie))
+      socket.write(setCookie === undefined ? result.head : addHeaderToHead(result.head, 'Set-Cookie', setCookie), 'latin1')
       if (result.early.length > 0) socket.write(result.early)
       for (const chunk of held) result.upstream.write(chunk)
       this.openTunnel(socket, result.upstream, s, route, req, peer)

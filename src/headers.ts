@@ -127,6 +127,10 @@ function checkSetName (path: string, name: string, lower: string): void {
   if (HOP_BY_HOP.has(lower) || lower === 'content-length') {
     throw new InvalidOptionError(`${path}.set.${name}`, 'is not allowed: it belongs to the connection or the message framing, which sockgate manages')
   }
+  if (lower === 'expect') {
+    // The body is sent at once, so an upstream would answer 100 Continue to every request: undici fails on that.
+    throw new InvalidOptionError(`${path}.set.${name}`, 'is not allowed: sockgate sends request bodies without waiting for 100 Continue, and strips a client\'s Expect')
+  }
 }
 
 function checkSetValue (path: string, name: string, value: unknown): string {
@@ -427,18 +431,39 @@ export function filterResponseHeaders (headers: Record<string, string | string[]
   const out: Record<string, string | string[]> = Object.create(null)
   for (const name of Object.keys(headers)) {
     const value = headers[name]
-    if (value === undefined) continue
-    const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower))) continue
+    if (value === undefined || isHopByHop(name, listed)) continue
     out[name] = value
   }
   return out
 }
 
 /**
- * The head of a request as bytes for a raw socket: the start line, one
- * `Name: value` line per pair of `flat`, and the blank line, all CRLF-ended.
- * `flat` comes from `rewriteRequestHeaders()`, which has refused CR, LF and NUL.
+ * The same filter for a raw `[name, value, ...]` list, as Node's parser
+ * gives it (`rawHeaders`): for an answer relayed on a raw socket, such as an
+ * upstream's refusal of an upgrade.
+ */
+export function filterRawResponseHeaders (raw: readonly string[]): string[] {
+  const listed = connectionOptions(raw)
+  const out: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (!isHopByHop(name, listed)) out.push(name, raw[i + 1] as string)
+  }
+  return out
+}
+
+/** A field that describes one connection and is never relayed: hop-by-hop, or named in that message's Connection. */
+function isHopByHop (name: string, listed: ReadonlySet<string> | null): boolean {
+  const lower = name.toLowerCase()
+  return HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower))
+}
+
+/**
+ * A message head for a raw socket: the start line, one `Name: value` line
+ * per pair of `flat`, and the blank line, all CRLF-ended. `flat` comes from
+ * `rewriteRequestHeaders()` or Node's parser (an upstream's answer), neither
+ * of which lets CR, LF or NUL through. Characters stand for bytes (latin1):
+ * write the result with the 'latin1' encoding.
  */
 export function serializeHead (startLine: string, flat: readonly string[]): string {
   let head = `${startLine}\r\n`

@@ -208,7 +208,7 @@ function normalizeHealth (value: HealthOptions | undefined, path: string): Norma
  * `serversPath` is where the user wrote the server list: `upstreams.NAME.servers`, or `target` for the
  * shorthand, whose single (not array) value is named `target` itself.
  */
-function normalizeUpstream (name: string, value: UpstreamOptions, path: string, connectTimeout: number,
+function normalizeUpstream (name: string, value: UpstreamOptions, path: string, failoverDefault: number,
   serversPath = `${path}.servers`, single = false): NormalizedUpstream {
   // The shorthand's pool options stand at the top level, so their paths have no prefix.
   const at = path === '' ? '' : `${path}.`
@@ -273,7 +273,7 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     maxFails: integer(value.maxFails, `${at}maxFails`, DEFAULT_MAX_FAILS, 0),
     failTimeout: integer(value.failTimeout, `${at}failTimeout`, DEFAULT_FAIL_TIMEOUT, 1, ' (ms)'),
     tries: integer(value.tries, `${at}tries`, servers.length, 1),
-    failoverTimeout: integer(value.failoverTimeout, `${at}failoverTimeout`, connectTimeout, 1, ' (ms)'),
+    failoverTimeout: integer(value.failoverTimeout, `${at}failoverTimeout`, failoverDefault, 1, ' (ms)'),
     tls: value.tls ?? null,
   }
 }
@@ -367,9 +367,12 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     }
     upstreamSpecs = options.upstreams as Record<string, UpstreamOptions>
   }
+  // Time for one hung handshake and one more attempt: a server that accepts and never answers an upgrade
+  // is then passed over within the default, as nginx's `proxy_next_upstream timeout` does.
+  const failoverDefault = timeouts.connect + timeouts.handshake
   const upstreams = Object.entries(upstreamSpecs).map(([name, spec]) => options.target === undefined
-    ? normalizeUpstream(name, spec, `upstreams.${name}`, timeouts.connect)
-    : normalizeUpstream(name, spec, '', timeouts.connect, 'target', !Array.isArray(options.target)))
+    ? normalizeUpstream(name, spec, `upstreams.${name}`, failoverDefault)
+    : normalizeUpstream(name, spec, '', failoverDefault, 'target', !Array.isArray(options.target)))
   const poolNames = new Set(upstreams.map((u) => u.name))
 
   let routes: NormalizedRoute[]

@@ -95,7 +95,7 @@ export interface UpstreamOptions {
   retryNonIdempotent?: boolean
   /** Servers tried for one request or upgrade before giving up. Default: the number of servers. */
   tries?: number
-  /** Total milliseconds spent on failover for one request or upgrade. Default: `timeouts.connect`. */
+  /** Total milliseconds spent on failover for one request or upgrade. Default: `timeouts.connect + timeouts.handshake`. */
   failoverTimeout?: number
   /** TLS settings for `https:`/`wss:` servers. */
   tls?: UpstreamTlsOptions

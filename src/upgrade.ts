@@ -3,9 +3,10 @@ import http, { type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
-  BadUpgradeError, ClientAbortedError, SockgateError, UpgradeRefusedError, UpgradeVersionError,
+  BadRequestError, BadUpgradeError, ClientAbortedError, SockgateError, UpgradeRefusedError, UpgradeVersionError,
   UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
 } from './errors.js'
+import { filterRawResponseHeaders, serializeHead } from './headers.js'
 import { connectUpstream } from './upstream/connect.js'
 import type { UpstreamServer } from './upstream/server.js'
 
@@ -13,8 +14,6 @@ import type { UpstreamServer } from './upstream/server.js'
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 /** A base64-encoded 16-byte nonce is exactly 24 characters ending in `==`. */
 const WS_KEY = /^[A-Za-z0-9+/]{22}==$/
-/** Response headers that describe the upstream connection, not the answer, and so are not relayed. */
-const RELAY_DROP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection'])
 
 /** Sec-WebSocket-Accept for a client key (RFC 6455 §4.2.2). */
 export function acceptKey (key: string): string {
@@ -103,6 +102,7 @@ export function holdEarlyData (socket: Duplex, head: Buffer): EarlyData {
 
 /** What a handshake attempt ended with. */
 export type HandshakeResult =
+  /** `head` holds the 101's bytes as latin1 characters, as Node's parser read them: write it with 'latin1'. */
   | { kind: 'switched', upstream: Socket, head: string, early: Buffer }
   | { kind: 'refused', response: IncomingMessage, upstream: Socket }
 
@@ -131,6 +131,21 @@ export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRe
     socket.destroy()
     throw new ClientAbortedError()
   }
+  let req: http.ClientRequest
+  try {
+    req = http.request({
+      method: 'GET',
+      path: hr.path,
+      headers: hr.headers,
+      setHost: false,
+      createConnection: () => socket,
+    })
+  } catch (err) {
+    // Node checks the head as it builds it, before a byte is written; no timer is armed yet, so nothing is left behind.
+    socket.destroy()
+    throw new BadRequestError(`the upgrade request cannot be sent upstream (${(err as Error).message})`)
+  }
+  // Everything `finish` touches (req, socket, timer) exists before any event or the timer can call it.
   return await new Promise<HandshakeResult>((resolve, reject) => {
     let settled = false
     const finish = (err: SockgateError | undefined, result?: HandshakeResult): void => {
@@ -149,14 +164,6 @@ export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRe
     const onAbort = (): void => finish(new ClientAbortedError())
     const timer = setTimeout(() => finish(new UpstreamTimeoutError(server.url, 'handshake', hr.handshakeMs)), hr.handshakeMs)
     hr.cancel.onCancel = onAbort
-
-    const req = http.request({
-      method: 'GET',
-      path: hr.path,
-      headers: hr.headers,
-      setHost: false,
-      createConnection: () => socket,
-    })
     req.on('error', (err: NodeJS.ErrnoException) => {
       const protocol = typeof err.code === 'string' && err.code.startsWith('HPE_')
       finish(protocol ? new UpstreamProtocolError(server.url, 'the answer is not HTTP', err) : new UpstreamConnectError(server.url, err))
@@ -168,10 +175,8 @@ export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRe
         finish(new UpstreamProtocolError(server.url, problem))
         return
       }
-      let head = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`
-      const raw = res.rawHeaders
-      for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`
-      finish(undefined, { kind: 'switched', upstream, head: head + '\r\n', early })
+      const head = serializeHead(`HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}`, res.rawHeaders)
+      finish(undefined, { kind: 'switched', upstream, head, early })
     })
     req.on('response', (res: IncomingMessage) => {
       if (res.statusCode === 101) {
@@ -204,11 +209,7 @@ function check101 (res: IncomingMessage, hr: HandshakeRequest): string | undefin
  * sent close-delimited.
  */
 export function relayRefusal (client: Duplex, res: IncomingMessage, upstream: Socket, server: UpstreamServer, idleMs: number): SockgateError {
-  let head = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`
-  const raw = res.rawHeaders
-  for (let i = 0; i < raw.length; i += 2) {
-    if (!RELAY_DROP.has(raw[i]!.toLowerCase())) head += `${raw[i]}: ${raw[i + 1]}\r\n`
-  }
+  const head = serializeHead(`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`, [...filterRawResponseHeaders(res.rawHeaders), 'Connection', 'close'])
   const closeBoth = (): void => {
     upstream.destroy()
     client.destroy()
@@ -217,7 +218,8 @@ export function relayRefusal (client: Duplex, res: IncomingMessage, upstream: So
   client.on('close', () => upstream.destroy())
   res.on('error', closeBoth)
   upstream.setTimeout(idleMs, closeBoth)
-  client.write(head + 'Connection: close\r\n\r\n')
+  // Node's parser hands header bytes over as latin1 characters: written back the same way, bytes >= 0x80 stay themselves.
+  client.write(head, 'latin1')
   res.pipe(client)
   res.on('end', () => upstream.destroy())
   client.once('finish', () => client.destroy())

@@ -262,10 +262,11 @@ test('options: hooks must be functions and a logger needs info, warn, error and 
   assert.equal(normalizeOptions({ target: A, logger: console }).logger, console)
 })
 
-test('options: tries default to the number of servers and failoverTimeout to timeouts.connect', () => {
-  const upstream = normalizeOptions({ ...pool(), timeouts: { connect: 2_000 } }).upstreams[0]
+test('options: tries default to the number of servers and failoverTimeout to timeouts.connect + timeouts.handshake', () => {
+  const upstream = normalizeOptions({ ...pool(), timeouts: { connect: 2_000, handshake: 3_000 } }).upstreams[0]
   assert.equal(upstream?.tries, 2)
-  assert.equal(upstream?.failoverTimeout, 2_000)
+  assert.equal(upstream?.failoverTimeout, 5_000)
+  assert.equal(normalizeOptions({ target: A }).upstreams[0]?.failoverTimeout, 15_000)
 })
 
 test('options: a server given as a URL gets weight 1 and is neither backup nor down', () => {
