@@ -1,7 +1,7 @@
 import { maxHeaderSize, type ServerResponse } from 'node:http'
 import { Pool as UndiciPool, type Dispatcher } from 'undici'
 import {
-  ClientAbortedError, ClientTimeoutError, SockgateError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
+  BadRequestError, ClientAbortedError, ClientTimeoutError, SockgateError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
 } from './errors.js'
 import type { RequestBody } from './body.js'
 import { filterResponseHeaders } from './headers.js'
@@ -35,6 +35,9 @@ function classify (err: Error & { code?: string }, server: UpstreamServer, sent:
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT': return new UpstreamTimeoutError(server.url, 'request', ms.request)
     case 'UND_ERR_ABORTED': return new ClientAbortedError(err)
+    // undici refused to build the request (a hook left a header or path that cannot be sent): the request's
+    // fault, so no failover and no failure for the server. Nothing was written.
+    case 'UND_ERR_INVALID_ARG': return new BadRequestError(`the request cannot be sent upstream (${err.message}); check what a hook wrote into req.headers or req.url`)
     case 'UND_ERR_HEADERS_OVERFLOW':
       return invalid(`its response headers are larger than the ${maxHeaderSize} bytes the gateway reads`,
         'make the app send smaller headers (does it echo the request into them?), or raise node --max-http-header-size')

@@ -6,6 +6,7 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
 import net from 'node:net'
 import type { TestContext } from 'node:test'
 import type { Gateway } from '../src/index.js'
@@ -353,3 +354,22 @@ test('header timeout: a POST to a server that never answers gets 504 and is not 
   assert.equal(serverStatus(gateway, 0).failures, 1)
   assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_UPSTREAM_TIMEOUT'])
 })
+
+// A request undici refuses to build (what a hook left in req.headers or req.url)
+
+for (const [what, edit] of [
+  ['a header value with a character past Latin-1', (req: IncomingMessage) => { req.headers['x-user'] = 'caf\u20ac' }],
+  ['a path with a space', (req: IncomingMessage) => { req.url = '/a b' }],
+] as const) {
+  test(`unsendable: a request authorize left with ${what} gets 400, and the server is not blamed`, async (t) => {
+    const upstream = await countingUpstream(t)
+    const { port, gateway } = await gatewayServer(t, { target: upstream.url, authorize: (req) => { edit(req); return true } })
+    const events = recordEvents(gateway)
+    const res = await request(port, '/')
+    assert.equal(res.status, 400)
+    assert.match(res.body, /cannot be sent upstream/)
+    assert.equal(upstream.seen(), 0)
+    assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_BAD_REQUEST'])
+    assert.deepEqual([serverStatus(gateway).state, serverStatus(gateway).failures], ['up', 0])
+  })
+}
