@@ -17,7 +17,7 @@ const PAYLOAD = 'x'.repeat(64)
  * Agent.destroy() misses requests issued while the engines shut down (the
  * polling close packet is such a request), so stop() destroys them all itself.
  */
-class TrackingAgent extends Agent {
+export class TrackingAgent extends Agent {
   readonly #all = new Set<Duplex>()
 
   override createConnection (options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
