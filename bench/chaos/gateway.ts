@@ -26,7 +26,8 @@ const errorCodes: Record<string, number> = {}
 gateway.on('proxy:error', ({ error }) => { errorCodes[error.code] = (errorCodes[error.code] ?? 0) + 1 })
 const server = createServer((req, res) => {
   if (req.url !== REPORT_PATH) return gateway.handleRequest(req, res)
-  const report: GatewayReport = { uncaught, errorCodes, heapUsed: process.memoryUsage().heapUsed }
+  const { heapUsed, external } = process.memoryUsage()
+  const report: GatewayReport = { uncaught, errorCodes, jsBytes: heapUsed + external }
   res.writeHead(200, { 'content-type': 'application/json', connection: 'close' }).end(JSON.stringify(report))
 })
 gateway.attach(server)

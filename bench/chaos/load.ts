@@ -30,17 +30,23 @@ export interface SioTally {
   reconnects: number
 }
 
+const HISTORY_ENTRIES = 40
+
+/** A Socket.IO client that emits with an ack every 100-200 ms while connected and reconnects by itself. */
 export class ChaosClient {
   readonly socket: Socket
-  readonly #pending = new Map<number, number>()
+  /** Emits waiting for their ack: when they were sent, and over which transport. */
+  readonly #pending = new Map<number, { at: number, over: string }>()
   #seq = 0
   #timer: NodeJS.Timeout | undefined
   connects = 0
   disconnects = 0
   lost = 0
+  /** What happened to this client, for the report when it lost acks (the last HISTORY_ENTRIES events). */
+  readonly history: string[] = []
   #leaving = false
 
-  constructor (port: number, readonly id: number, readonly transport: Transport, agent: TrackingAgent, private readonly tally: SioTally) {
+  constructor (port: number, readonly id: number, readonly transport: Transport, agent: TrackingAgent, private readonly tally: SioTally, private readonly epoch: number) {
     this.socket = io(`http://127.0.0.1:${port}`, {
       ...(transport === 'default' ? {} : { transports: [transport] }),
       forceNew: true,
@@ -52,16 +58,19 @@ export class ChaosClient {
     })
     this.socket.on('connect', () => {
       if (this.connects++ > 0) tally.reconnects++
+      this.#note(`connect (sid ${this.socket.io.engine.id}, ${this.#over()})`)
+      this.socket.io.engine.once('upgrade', () => this.#note(`upgrade to ${this.#over()}`))
     })
     this.socket.on('disconnect', (reason) => {
       if (this.#leaving) return
       this.disconnects++
       tally.disconnects++
       tally.reasons[reason] = (tally.reasons[reason] ?? 0) + 1
+      this.#note(`disconnect: ${reason}, ${this.#pending.size} acks due`)
       // Acks still due go with the connection; one already overdue was lost while it was up.
       const now = Date.now()
-      for (const sentAt of this.#pending.values()) {
-        if (now - sentAt > ACK_DEADLINE_MS) this.#lose()
+      for (const { at, over } of this.#pending.values()) {
+        if (now - at > ACK_DEADLINE_MS) this.#lose(at, over)
         else tally.cut++
       }
       this.#pending.clear()
@@ -83,11 +92,17 @@ export class ChaosClient {
   /** Counts as lost every emit overdue on a connection that is still up. */
   sweep (): void {
     const now = Date.now()
-    for (const [seq, sentAt] of this.#pending) {
-      if (now - sentAt <= ACK_DEADLINE_MS) continue
+    for (const [seq, { at, over }] of this.#pending) {
+      if (now - at <= ACK_DEADLINE_MS) continue
       this.#pending.delete(seq)
-      this.#lose()
+      this.#lose(at, over)
     }
+  }
+
+  /** The client's engine has closed (its close packet, if any, is on its way). */
+  get closed (): boolean {
+    const state = this.socket.io.engine?.readyState
+    return state === undefined || state === 'closed'
   }
 
   leave (): void {
@@ -96,26 +111,36 @@ export class ChaosClient {
     this.socket.disconnect()
   }
 
-  #lose (): void {
-    this.lost++
+  #lose (at: number, over: string): void {
+    if (this.lost++ === 0) this.#note(`first lost ack: emitted at ${this.#since(at)} over ${over}, still ${this.socket.connected ? 'connected' : 'not connected'} over ${this.#over()}`)
     this.tally.lost++
+  }
+
+  /** The transport the client is on now. */
+  #over (): string { return this.socket.io.engine?.transport?.name ?? 'none' }
+
+  #since (at: number): string { return `+${((at - this.epoch) / 1000).toFixed(1)} s` }
+
+  #note (event: string): void {
+    this.history.push(`${this.#since(Date.now())} ${event}`)
+    if (this.history.length > HISTORY_ENTRIES) this.history.shift()
   }
 
   #emit (): void {
     const seq = ++this.#seq
     const payload = `${this.id}:${seq}`
-    this.#pending.set(seq, Date.now())
+    this.#pending.set(seq, { at: Date.now(), over: this.#over() })
     this.tally.emits++
     this.socket.emit('ack', payload, (echo: unknown) => {
-      const sentAt = this.#pending.get(seq)
-      if (sentAt === undefined) {
+      const sent = this.#pending.get(seq)
+      if (sent === undefined) {
         this.tally.late++
         return
       }
       this.#pending.delete(seq)
       this.tally.acked++
       if (echo !== payload) this.tally.mismatched++
-      this.tally.maxAckMs = Math.max(this.tally.maxAckMs, Date.now() - sentAt)
+      this.tally.maxAckMs = Math.max(this.tally.maxAckMs, Date.now() - sent.at)
     })
   }
 }

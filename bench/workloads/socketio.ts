@@ -29,6 +29,9 @@ export class TrackingAgent extends Agent {
     return socket
   }
 
+  /** Connections made and not closed yet. */
+  get size (): number { return this.#all.size }
+
   destroyAll (): void {
     this.destroy()
     for (const socket of this.#all) socket.destroy()
