@@ -7,6 +7,8 @@
  * - `/socket.io/`  a Socket.IO 4 server whose `ack` event calls back with its argument
  *
  * Started by run.ts with `fork()`; reports `{ type: 'ready', port }`, then answers stats requests.
+ * Optional arguments `<port> <keep-alive ms>` (defaults 0, any free port, and 120 000): chaos.ts
+ * restarts a killed node on its old port and gives it Node's own keep-alive timeout.
  */
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -15,6 +17,7 @@ import { Server as SocketIoServer } from 'socket.io'
 import { serveStats, tellParent } from './measure.js'
 
 const SMALL_BODY = Buffer.alloc(64, 'x')
+const [port = 0, keepAliveMs = 120_000] = process.argv.slice(2).map(Number)
 
 const server = createServer((req, res) => {
   // socket.io answers /socket.io/ itself before this listener runs.
@@ -28,8 +31,8 @@ const server = createServer((req, res) => {
 })
 // Proxies keep pooled connections between measurement windows; don't let the
 // default 5 s keep-alive timeout close them under their feet mid-run.
-server.keepAliveTimeout = 120_000
-server.headersTimeout = 121_000
+server.keepAliveTimeout = keepAliveMs
+server.headersTimeout = Math.max(server.headersTimeout, keepAliveMs + 1_000)
 
 let accepted = 0
 server.on('connection', () => { accepted++ })
@@ -57,7 +60,7 @@ io.on('connection', (socket) => {
   })
 })
 
-server.listen({ host: '127.0.0.1', port: 0 }, () => {
+server.listen({ host: '127.0.0.1', port }, () => {
   serveStats(() => accepted)
   tellParent({ type: 'ready', port: (server.address() as AddressInfo).port })
 })

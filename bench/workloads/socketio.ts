@@ -17,7 +17,7 @@ const PAYLOAD = 'x'.repeat(64)
  * Agent.destroy() misses requests issued while the engines shut down (the
  * polling close packet is such a request), so stop() destroys them all itself.
  */
-class TrackingAgent extends Agent {
+export class TrackingAgent extends Agent {
   readonly #all = new Set<Duplex>()
 
   override createConnection (options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
@@ -28,6 +28,9 @@ class TrackingAgent extends Agent {
     }
     return socket
   }
+
+  /** Connections made and not closed yet. */
+  get size (): number { return this.#all.size }
 
   destroyAll (): void {
     this.destroy()
