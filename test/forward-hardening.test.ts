@@ -233,59 +233,47 @@ test('bad answer: response headers past the limit are one 502, sent to one serve
 
 // 6. 304, 204 and HEAD with Content-Length
 
-test('no body: a 304 with Content-Length reaches the client as it is, and the connection stays usable', async (t) => {
-  const up = await scriptedUpstream(t, 'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 1234\r\n\r\n')
-  const { port, gateway } = await gatewayServer(t, { target: up.url })
-  const events = recordEvents(gateway)
-  const get = 'GET /app.js HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: "v1"\r\n\r\n'
-
-  const { answers, open } = await inTurn(t, port, [get, get])
-
-  assert.equal(answers.length, 2, JSON.stringify(answers))
-  for (const text of answers) {
-    const answer = parseAnswer(text)
-    assert.deepEqual([answer.status, answer.headers.etag, answer.headers['content-length'], answer.body], [304, '"v1"', '1234', ''])
-  }
-  assert.ok(open, 'the client connection was closed')
-  assert.deepEqual(events.errors, [])
-  assert.equal(serverStatus(gateway).failures, 0)
-})
-
-test('no body: a 204 with Content-Length reaches the client without a body, and the connection stays usable', async (t) => {
-  const up = await scriptedUpstream(t, 'HTTP/1.1 204 No Content\r\nX-Saved: 7\r\nContent-Length: 5\r\n\r\n')
-  const { port, gateway } = await gatewayServer(t, { target: up.url })
-  const events = recordEvents(gateway)
-  const del = 'DELETE /items/7 HTTP/1.1\r\nHost: localhost\r\n\r\n'
-
-  const { answers, open } = await inTurn(t, port, [del, del])
-
-  assert.equal(answers.length, 2, JSON.stringify(answers))
-  for (const text of answers) {
-    const answer = parseAnswer(text)
-    assert.deepEqual([answer.status, answer.headers['x-saved'], answer.body], [204, '7', ''])
+/** Answers without a body, each given twice on one client connection: what the client must see of each. */
+const NO_BODY: Array<{ what: string, upstream: string, request: string, seen: (a: ReturnType<typeof parseAnswer>) => unknown[], want: unknown[] }> = [
+  {
+    what: 'a 304 with Content-Length reaches the client as it is',
+    upstream: 'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 1234\r\n\r\n',
+    request: 'GET /app.js HTTP/1.1\r\nHost: localhost\r\nIf-None-Match: "v1"\r\n\r\n',
+    seen: (a) => [a.status, a.headers.etag, a.headers['content-length'], a.body],
+    want: [304, '"v1"', '1234', ''],
+  },
+  {
     // RFC 9110 §8.6: a 204 never carries Content-Length, whatever the upstream wrote.
-    assert.equal(answer.headers['content-length'], undefined)
-  }
-  assert.ok(open, 'the client connection was closed')
-  assert.deepEqual(events.errors, [])
-})
+    what: 'a 204 with Content-Length reaches the client without a body or the Content-Length',
+    upstream: 'HTTP/1.1 204 No Content\r\nX-Saved: 7\r\nContent-Length: 5\r\n\r\n',
+    request: 'DELETE /items/7 HTTP/1.1\r\nHost: localhost\r\n\r\n',
+    seen: (a) => [a.status, a.headers['x-saved'], a.headers['content-length'], a.body],
+    want: [204, '7', undefined, ''],
+  },
+  {
+    what: 'the answer to a HEAD keeps its Content-Length and has no body',
+    upstream: 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n',
+    request: 'HEAD /report.txt HTTP/1.1\r\nHost: localhost\r\n\r\n',
+    seen: (a) => [a.status, a.headers['content-length'], a.body],
+    want: [200, '1234', ''],
+  },
+]
 
-test('no body: the answer to a HEAD keeps its Content-Length and has no body, and the connection stays usable', async (t) => {
-  const up = await scriptedUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1234\r\n\r\n')
-  const { port, gateway } = await gatewayServer(t, { target: up.url })
-  const events = recordEvents(gateway)
-  const head = 'HEAD /report.txt HTTP/1.1\r\nHost: localhost\r\n\r\n'
+for (const { what, upstream, request: sent, seen, want } of NO_BODY) {
+  test(`no body: ${what}, and the connection stays usable`, async (t) => {
+    const up = await scriptedUpstream(t, upstream)
+    const { port, gateway } = await gatewayServer(t, { target: up.url })
+    const events = recordEvents(gateway)
 
-  const { answers, open } = await inTurn(t, port, [head, head])
+    const { answers, open } = await inTurn(t, port, [sent, sent])
 
-  assert.equal(answers.length, 2, JSON.stringify(answers))
-  for (const text of answers) {
-    const answer = parseAnswer(text)
-    assert.deepEqual([answer.status, answer.headers['content-length'], answer.body], [200, '1234', ''])
-  }
-  assert.ok(open, 'the client connection was closed')
-  assert.deepEqual(events.errors, [])
-})
+    assert.equal(answers.length, 2, JSON.stringify(answers))
+    for (const text of answers) assert.deepEqual(seen(parseAnswer(text)), want)
+    assert.ok(open, 'the client connection was closed')
+    assert.deepEqual(events.errors, [])
+    assert.equal(serverStatus(gateway).failures, 0)
+  })
+}
 
 // 13. 1xx answers
 

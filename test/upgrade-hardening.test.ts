@@ -6,42 +6,16 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
-import type { Socket } from 'node:net'
 import { filterRawResponseHeaders, filterResponseHeaders } from '../src/headers.js'
-import { createGateway, type GatewayOptions } from '../src/index.js'
+import { createGateway } from '../src/index.js'
 import {
-  eventually, gatewayServer, nextMessage, openWs, parseAnswer, rawClient, rawUpstream, recordEvents,
+  answeringUpstream, eventually, gatewayTo, nextMessage, openWs, parseAnswer, rawClient,
   switchingProtocols, upgradeRequest, watchForCrashes, wsEchoUpstream,
 } from './helpers/servers.js'
 
 watchForCrashes()
 
 const GOOD = upgradeRequest('/chat')
-
-/** A raw upstream that reads one request head and answers it with the bytes `answer` makes of it (nothing when undefined). */
-async function answeringUpstream (t: TestContext, answer: (request: string, socket: Socket) => Buffer | undefined) {
-  let connections = 0
-  let requests = 0
-  const upstream = await rawUpstream(t, (socket) => {
-    connections++
-    let request = ''
-    socket.on('data', (chunk: Buffer) => {
-      if (request.includes('\r\n\r\n')) return
-      request += chunk.toString('latin1')
-      if (!request.includes('\r\n\r\n')) return
-      requests++
-      const reply = answer(request, socket)
-      if (reply !== undefined) socket.write(reply)
-    })
-  })
-  return { ...upstream, connections: () => connections, requests: () => requests }
-}
-
-/** A gateway in front of `target`, with its events recorded. */
-async function gatewayTo (t: TestContext, target: string | string[], options: Partial<GatewayOptions> = {}) {
-  const g = await gatewayServer(t, { target, ...options })
-  return { ...g, events: recordEvents(g.gateway) }
-}
 
 /** Sends GOOD from a raw client and resolves once the gateway has closed the client's socket. */
 async function upgradeUntilClosed (t: TestContext, port: number) {

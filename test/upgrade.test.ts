@@ -1,36 +1,12 @@
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
-import type { GatewayOptions } from '../src/index.js'
 import {
-  eventually, gatewayServer, httpUpstream, maskedFrame, parseAnswer, rawClient, rawExchange, rawUpstream,
-  recordEvents, refusedUrl, switchingProtocols, upgradeRequest, watchForCrashes, wsEchoUpstream,
+  answeringUpstream, eventually, gatewayTo, httpUpstream, maskedFrame, parseAnswer, rawClient, rawExchange, rawUpstream,
+  refusedUrl, switchingProtocols, upgradeRequest, watchForCrashes, wsEchoUpstream,
 } from './helpers/servers.js'
 
 watchForCrashes()
-
-/** A raw upstream that counts connections and answers each request with `answer` (nothing when it returns undefined). */
-async function countingUpstream (t: TestContext, answer: (request: string) => string | undefined = () => undefined) {
-  let connections = 0
-  const upstream = await rawUpstream(t, (socket) => {
-    connections++
-    let request = ''
-    socket.on('data', (chunk: Buffer) => {
-      if (request.includes('\r\n\r\n')) return
-      request += chunk.toString('latin1')
-      if (!request.includes('\r\n\r\n')) return
-      const reply = answer(request)
-      if (reply !== undefined) socket.write(reply)
-    })
-  })
-  return { ...upstream, connections: () => connections }
-}
-
-/** A gateway in front of `target`, with its events recorded. */
-async function gatewayTo (t: TestContext, target: string, options: Partial<GatewayOptions> = {}) {
-  const g = await gatewayServer(t, { target, ...options })
-  return { ...g, events: recordEvents(g.gateway) }
-}
 
 /** The client saw its socket closed and the gateway keeps no tunnel open. */
 async function assertNothingOpen (gateway: { status: () => { tunnels: { open: number } } }, closed: boolean): Promise<void> {
@@ -95,7 +71,7 @@ const malformed: Array<{ name: string, request: string, status: number, code: st
 
 for (const c of malformed) {
   test(`${c.name}, closes the socket and never contacts the upstream`, async (t) => {
-    const upstream = await countingUpstream(t, switchingProtocols)
+    const upstream = await answeringUpstream(t, switchingProtocols)
     const { gateway, port, events } = await gatewayTo(t, upstream.url)
     const answer = await rawExchange(port, c.request)
     const { status, headers, body } = parseAnswer(answer.text)
@@ -111,7 +87,7 @@ for (const c of malformed) {
 }
 
 test('upgrade: a 101 with a wrong Sec-WebSocket-Accept gets the client a 502 and closes both sockets', async (t) => {
-  const upstream = await countingUpstream(t, () =>
+  const upstream = await answeringUpstream(t, () =>
     'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n')
   const { gateway, port, events } = await gatewayTo(t, upstream.url)
   const answer = await rawExchange(port, GOOD)
@@ -123,7 +99,7 @@ test('upgrade: a 101 with a wrong Sec-WebSocket-Accept gets the client a 502 and
 })
 
 test('upgrade: a 101 without Connection: upgrade gets the client a 502 and no tunnel', async (t) => {
-  const upstream = await countingUpstream(t, (request) =>
+  const upstream = await answeringUpstream(t, (request) =>
     switchingProtocols(request).replace('Connection: Upgrade\r\n', ''))
   const { gateway, port, events } = await gatewayTo(t, upstream.url)
   const answer = await rawExchange(port, GOOD)
@@ -135,7 +111,7 @@ test('upgrade: a 101 without Connection: upgrade gets the client a 502 and no tu
 })
 
 test('upgrade: a bare 101 without Upgrade or Sec-WebSocket-Accept gets the client a 502', async (t) => {
-  const upstream = await countingUpstream(t, () => 'HTTP/1.1 101 Switching Protocols\r\n\r\n')
+  const upstream = await answeringUpstream(t, () => 'HTTP/1.1 101 Switching Protocols\r\n\r\n')
   const { gateway, port, events } = await gatewayTo(t, upstream.url)
   const answer = await rawExchange(port, GOOD)
   assert.equal(parseAnswer(answer.text).status, 502, answer.text)
@@ -182,7 +158,7 @@ test('upgrade: an upstream refusing with a chunked body has it relayed decoded a
 })
 
 test('upgrade: an upgrade without Connection: upgrade gets 400 naming the missing header and no upstream contact', async (t) => {
-  const upstream = await countingUpstream(t, switchingProtocols)
+  const upstream = await answeringUpstream(t, switchingProtocols)
   const { port, events } = await gatewayTo(t, upstream.url)
   const client = await rawClient(t, port)
   client.socket.write(upgradeRequest('/chat', { Connection: 'keep-alive' }))
@@ -206,7 +182,7 @@ test('upgrade: an upstream that refuses connections gets the client a 502 that d
 })
 
 test('upgrade: an upstream that accepts and never answers gets the client a 504 after timeouts.handshake', async (t) => {
-  const upstream = await countingUpstream(t)
+  const upstream = await answeringUpstream(t)
   const { gateway, port, events } = await gatewayTo(t, upstream.url, { timeouts: { handshake: 300 } })
   const answer = await rawExchange(port, GOOD)
   assert.equal(parseAnswer(answer.text).status, 504, answer.text)
@@ -216,7 +192,7 @@ test('upgrade: an upstream that accepts and never answers gets the client a 504 
 })
 
 test('upgrade: an upstream that answers bytes that are not HTTP gets the client a 502', async (t) => {
-  const upstream = await countingUpstream(t, () => 'SSH-2.0-OpenSSH_9.6\r\n\u0000\u0001garbage\r\n\r\n')
+  const upstream = await answeringUpstream(t, () => 'SSH-2.0-OpenSSH_9.6\r\n\u0000\u0001garbage\r\n\r\n')
   const { gateway, port, events } = await gatewayTo(t, upstream.url)
   const answer = await rawExchange(port, GOOD)
   assert.equal(parseAnswer(answer.text).status, 502, answer.text)
@@ -237,7 +213,7 @@ const LEAVING: Array<[string, (socket: Socket) => void]> = [
 for (const [how, leave] of LEAVING) {
   test(`upgrade: a client that ${how} while the upstream is slow to answer leaves no socket open on either side`, async (t) => {
     let requests = 0
-    const upstream = await countingUpstream(t, () => { requests++; return undefined })
+    const upstream = await answeringUpstream(t, () => { requests++; return undefined })
     const { gateway, port, events } = await gatewayTo(t, upstream.url, { timeouts: { handshake: 60_000 } })
     const client = await rawClient(t, port)
     client.socket.write(GOOD)
@@ -294,7 +270,7 @@ test('upgrade: frames sent in the same packet as the request reach the upstream 
 })
 
 test('upgrade: a closing gateway answers a new upgrade 503 with Retry-After', async (t) => {
-  const upstream = await countingUpstream(t, switchingProtocols)
+  const upstream = await answeringUpstream(t, switchingProtocols)
   const { gateway, server, port, events } = await gatewayTo(t, upstream.url)
   await gateway.close()
   assert.equal(server.listening, true)

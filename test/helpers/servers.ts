@@ -45,6 +45,29 @@ export async function rawUpstream (t: TestContext, onConnection: (socket: net.So
   return { server, url: `http://127.0.0.1:${port}`, sockets }
 }
 
+/**
+ * A raw upstream that reads one request head per connection and writes what
+ * `answer` makes of it (nothing when it returns undefined); counts connections
+ * and request heads.
+ */
+export async function answeringUpstream (t: TestContext, answer: (request: string, socket: net.Socket) => string | Buffer | undefined = () => undefined) {
+  let connections = 0
+  let requests = 0
+  const upstream = await rawUpstream(t, (socket) => {
+    connections++
+    let request = ''
+    socket.on('data', (chunk: Buffer) => {
+      if (request.includes('\r\n\r\n')) return
+      request += chunk.toString('latin1')
+      if (!request.includes('\r\n\r\n')) return
+      requests++
+      const reply = answer(request, socket)
+      if (reply !== undefined) socket.write(reply)
+    })
+  })
+  return { ...upstream, connections: () => connections, requests: () => requests }
+}
+
 /** A gateway on a plain `http.createServer`, the way docs/getting-started.md shows it. */
 export async function gatewayServer (t: TestContext, options: GatewayOptions): Promise<{ gateway: Gateway, server: http.Server, url: string, port: number }> {
   const gateway = createGateway(options)
@@ -179,6 +202,12 @@ export function recordEvents (gateway: Gateway): { errors: ProxyErrorEvent[], op
   gateway.on('tunnel:open', (e) => events.opened.push(e))
   gateway.on('tunnel:close', (e) => events.closed.push(e))
   return events
+}
+
+/** A gateway in front of `target` (the shorthand, with `options` beside it), with its events recorded. */
+export async function gatewayTo (t: TestContext, target: string | string[], options: Partial<GatewayOptions> = {}) {
+  const g = await gatewayServer(t, { target, ...options })
+  return { ...g, events: recordEvents(g.gateway) }
 }
 
 /**
