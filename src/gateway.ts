@@ -21,7 +21,7 @@ import { HealthChecker } from './health.js'
 import { hostProblem } from './host.js'
 import { afterEarlierAnswers } from './pipelining.js'
 import { countResponse, countUpgrade, renderPrometheus } from './metrics.js'
-import { isStatusRequest, serveStatus } from './status.js'
+import { isStatusPath, isStatusRequest, serveStatus } from './status.js'
 import { holdEarlyData, listsToken, relayRefusal, upstreamHandshake, validateUpgrade, type HandshakeCancel } from './upgrade.js'
 import { Pool } from './upstream/pool.js'
 import type { PickContext } from './balance/types.js'
@@ -199,12 +199,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** True when a route's path (whatever its host) or the status page would take `url`. */
   private claims (url: string): boolean {
-    const status = this.options.status
-    if (status !== null) {
-      const q = url.indexOf('?')
-      if ((q === -1 ? url : url.slice(0, q)) === status.path) return true
-    }
-    return this.routes.claims(url)
+    return (this.options.status !== null && isStatusPath(this.options.status, url)) || this.routes.claims(url)
   }
 
   private refuse (req: IncomingMessage, res: ServerResponse, err: SockgateError, onFailure?: FailureHandler, route?: NormalizedRoute): void {

@@ -22,10 +22,13 @@ type Format = 'html' | 'json' | 'prometheus'
 
 /** True when `req` asks for the status page: its path (query aside) and, when `status.host` is set, its host. */
 export function isStatusRequest (spec: StatusSpec, req: IncomingMessage): boolean {
-  const url = req.url ?? '/'
+  return isStatusPath(spec, req.url ?? '/') && (spec.host === null || hostName(req.headers.host) === spec.host)
+}
+
+/** True when `url`'s path (query aside) is the status page's, whatever the host. */
+export function isStatusPath (spec: StatusSpec, url: string): boolean {
   const q = url.indexOf('?')
-  if ((q === -1 ? url : url.slice(0, q)) !== spec.path) return false
-  return spec.host === null || hostName(req.headers.host) === spec.host
+  return (q === -1 ? url : url.slice(0, q)) === spec.path
 }
 
 /** The format asked for: `?format=` first, then `Accept`; undefined for an unknown `?format=`. */

@@ -76,7 +76,7 @@ test('host: with a server that does not require Host, the gateway still answers 
 
 test('host: a malformed Host on a path no route takes is left to the app (next), not refused by the gateway', async (t) => {
   const upstream = await recordingUpstream(t)
-  const gateway = createGateway({ upstreams: { api: { servers: [upstream.url] } }, routes: [{ path: '/api', upstream: 'api' }] })
+  const gateway = createGateway({ upstreams: { api: { servers: [upstream.url] } }, routes: [{ path: '/api', upstream: 'api' }], status: true })
   t.after(() => gateway.close())
   const server = http.createServer((req, res) => gateway.handleRequest(req, res, () => res.end('the app')))
   const port = await listen(t, server)
@@ -85,6 +85,8 @@ test('host: a malformed Host on a path no route takes is left to the app (next),
   assert.equal(own.body, 'the app')
   const routed = parseAnswer((await rawExchange(port, 'GET /api/x HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n')).text)
   assert.equal(routed.status, 400)
+  const status = parseAnswer((await rawExchange(port, 'GET /sockgate/status?format=json HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n')).text)
+  assert.equal(status.status, 400, 'the status page answered a malformed Host')
   assert.equal(upstream.seen.length, 0)
 })
 
