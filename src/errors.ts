@@ -54,6 +54,16 @@ export class BadRequestError extends SockgateError {
     super('SOCKGATE_ERR_BAD_REQUEST', 400, `Bad request: ${reason}.`)
     this.name = 'BadRequestError'
   }
+
+  /**
+   * A request Node or undici refuses to put on the wire (a header value past
+   * Latin-1, a path with a space): no client can send one, so a hook wrote
+   * it. Nothing reached the upstream, which is not blamed.
+   */
+  static unsendable (cause: unknown): BadRequestError {
+    return new BadRequestError(`the request cannot be sent upstream (${(cause as Error | undefined)?.message ?? String(cause)}); ` +
+      'check what a hook wrote into req.headers or req.url')
+  }
 }
 
 /** A malformed upgrade, or one asking for a protocol that is not in `upgrades`. */

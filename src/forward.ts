@@ -37,7 +37,7 @@ function classify (err: Error & { code?: string }, server: UpstreamServer, sent:
     case 'UND_ERR_ABORTED': return new ClientAbortedError(err)
     // undici refused to build the request (a hook left a header or path that cannot be sent): the request's
     // fault, so no failover and no failure for the server. Nothing was written.
-    case 'UND_ERR_INVALID_ARG': return new BadRequestError(`the request cannot be sent upstream (${err.message}); check what a hook wrote into req.headers or req.url`)
+    case 'UND_ERR_INVALID_ARG': return BadRequestError.unsendable(err)
     case 'UND_ERR_HEADERS_OVERFLOW':
       return invalid(`its response headers are larger than the ${maxHeaderSize} bytes the gateway reads`,
         'make the app send smaller headers (does it echo the request into them?), or raise node --max-http-header-size')

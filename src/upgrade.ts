@@ -143,7 +143,7 @@ export async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRe
   } catch (err) {
     // Node checks the head as it builds it, before a byte is written; no timer is armed yet, so nothing is left behind.
     socket.destroy()
-    throw new BadRequestError(`the upgrade request cannot be sent upstream (${(err as Error).message}); check what a hook wrote into req.headers or req.url`)
+    throw BadRequestError.unsendable(err)
   }
   // Everything `finish` touches (req, socket, timer) exists before any event or the timer can call it.
   return await new Promise<HandshakeResult>((resolve, reject) => {
