@@ -320,7 +320,7 @@ export function rewriteRequestHeaders (rawHeaders: readonly string[], ctx: Rewri
       throw new BadRequestError(`header ${JSON.stringify(name)} contains CR, LF or NUL`)
     }
     const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower))) continue
+    if (isHopByHop(lower, listed)) continue
 
     switch (lower) {
       case 'host':
@@ -431,7 +431,7 @@ export function filterResponseHeaders (headers: Record<string, string | string[]
   const out: Record<string, string | string[]> = Object.create(null)
   for (const name of Object.keys(headers)) {
     const value = headers[name]
-    if (value === undefined || isHopByHop(name, listed)) continue
+    if (value === undefined || isHopByHop(name.toLowerCase(), listed)) continue
     out[name] = value
   }
   return out
@@ -447,14 +447,13 @@ export function filterRawResponseHeaders (raw: readonly string[]): string[] {
   const out: string[] = []
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string
-    if (!isHopByHop(name, listed)) out.push(name, raw[i + 1] as string)
+    if (!isHopByHop(name.toLowerCase(), listed)) out.push(name, raw[i + 1] as string)
   }
   return out
 }
 
-/** A field that describes one connection and is never relayed: hop-by-hop, or named in that message's Connection. */
-function isHopByHop (name: string, listed: ReadonlySet<string> | null): boolean {
-  const lower = name.toLowerCase()
+/** A field (lower-case name) that describes one connection and is never relayed: hop-by-hop, or named in that message's Connection. */
+function isHopByHop (lower: string, listed: ReadonlySet<string> | null): boolean {
   return HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower))
 }
 
