@@ -1,5 +1,5 @@
 import { NoUpstreamError, UpstreamConnectError, UpstreamTimeoutError } from './errors.js'
-import { countFailure } from './metrics.js'
+import { failureReason } from './health.js'
 import type { PickContext } from './balance/types.js'
 import type { Pool } from './upstream/pool.js'
 import type { UpstreamServer } from './upstream/server.js'
@@ -58,7 +58,7 @@ export async function withFailover<T> (pool: Pool, ctx: PickContext, canRetry: (
     } catch (err) {
       if (!isUpstreamFailure(err)) throw err
       pool.recordFailure(server, Date.now())
-      countFailure(server, err)
+      server.countFailure(failureReason(err))
       last = err
       if (!canRetry() || !mayReplay(ctx.req.method ?? '', err, pool.spec.retryNonIdempotent) || Date.now() >= deadline) break
     }

@@ -5,7 +5,6 @@ import {
 } from './errors.js'
 import type { RequestBody } from './body.js'
 import { filterResponseHeaders } from './headers.js'
-import { countResponse } from './metrics.js'
 import type { NormalizedUpstream } from './options.js'
 import type { UpstreamServer } from './upstream/server.js'
 
@@ -163,7 +162,7 @@ export class Forwarder {
             }
           }
           started = true
-          countResponse(server, statusCode)
+          server.countResponse(statusCode)
           resolve()
           status = statusCode
           res.writeHead(statusCode, statusMessage ?? '', out)

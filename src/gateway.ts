@@ -16,11 +16,10 @@ import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 import { resolveClientAddress, unmapAddress } from './trust.js'
 import { Tunnel } from './tunnel.js'
 import { registerUpgradeHandler } from './dispatch.js'
-import { registerTunnelSource } from './drain.js'
 import { HealthChecker } from './health.js'
 import { hostProblem } from './host.js'
 import { afterEarlierAnswers } from './pipelining.js'
-import { countResponse, countUpgrade, renderPrometheus } from './metrics.js'
+import { renderPrometheus } from './metrics.js'
 import { isStatusPath, isStatusRequest, serveStatus } from './status.js'
 import { holdEarlyData, listsToken, relayRefusal, upstreamHandshake, validateUpgrade, type HandshakeCancel } from './upgrade.js'
 import { Pool } from './upstream/pool.js'
@@ -95,7 +94,6 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.pools.set(spec.name, new Pool(spec, (server, up, reason) => announce(spec.name, server, up, reason),
         (server) => this.forwarder.forget(server)))
     }
-    for (const pool of this.pools.values()) registerTunnelSource(pool, { tunnels: this.tunnels, on: this.on.bind(this), off: this.off.bind(this) })
     this.health = new HealthChecker(this.pools.values(), (pool, server, up, reason) => announce(pool.name, server, up, reason))
     // Bound once, so `attach()` hands the same function to every server.
     this.handleUpgrade = this.handleUpgrade.bind(this)
@@ -311,7 +309,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     } catch (err) {
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
       this.report(error, 'http', req, peer, pool.name, server, route)
-      if (server !== undefined) countResponse(server, error.statusCode)
+      if (server !== undefined) server.countResponse(error.statusCode)
       this.answerFailure(req, res, error, onFailure)
     }
   }
@@ -419,7 +417,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       })
       const held = settle()
       const s = server!
-      countUpgrade(s, result.kind === 'refused' ? 'refused' : socket.destroyed ? 'aborted' : 'switched')
+      s.countUpgrade(result.kind === 'refused' ? 'refused' : socket.destroyed ? 'aborted' : 'switched')
       if (result.kind === 'refused') {
         this.report(relayRefusal(socket, result.response, result.upstream, s, this.options.timeouts.request), 'upgrade', req, peer, pool.name, s, route)
         pool.sticky?.learnFromRefusal(req.url ?? '/', result.response, (miss) => {
@@ -446,7 +444,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       settle()
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
       this.report(error, 'upgrade', req, peer, pool.name, server, route)
-      if (server !== undefined) countUpgrade(server, error instanceof ClientAbortedError ? 'aborted' : 'failed')
+      if (server !== undefined) server.countUpgrade(error instanceof ClientAbortedError ? 'aborted' : 'failed')
       this.answerFailure(req, socket, error)
     }
   }
@@ -454,15 +452,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private openTunnel (client: Duplex, upstream: import('node:net').Socket, server: UpstreamServer, route: NormalizedRoute, req: IncomingMessage, peer: Peer): void {
     const info: TunnelOpenEvent = { pool: route.upstream, server: server.url, name: server.name, path: req.url ?? '/', clientAddress: peer.clientAddress }
     const log = route.log ? this.log : null
-    server.activeTunnels++
-    server.upgrades++
     const tunnel = new Tunnel(client, upstream, server, info, this.options.timeouts.idle, (t, event) => {
       this.tunnels.delete(t)
-      server.activeTunnels--
+      server.tunnelClosed(t)
       log?.tunnelClosed(event)
       this.emit('tunnel:close', event)
     })
     this.tunnels.add(tunnel)
+    server.tunnelOpened(tunnel)
     log?.tunnelOpened(info)
     this.emit('tunnel:open', info)
   }

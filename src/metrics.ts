@@ -1,50 +1,4 @@
-import { failureReason } from './health.js'
 import type { Pool } from './upstream/pool.js'
-import type { UpstreamServer } from './upstream/server.js'
-
-/** How an upgrade ended, as counted by `sockgate_upgrades_total{result}`. */
-export type UpgradeResult = 'switched' | 'refused' | 'failed' | 'aborted'
-
-/** Counters by label value that `UpstreamServer` itself does not keep. */
-interface ServerCounters {
-  /** Responses by status code, sent to clients of this server. */
-  statuses: Map<number, number>
-  /** Upgrades by result. */
-  upgrades: Map<UpgradeResult, number>
-  /** Failed attempts (what passive health counts) by reason. */
-  failures: Map<string, number>
-}
-
-// Keyed by the server object: a server removed from its pool takes its counters with it.
-const counters = new WeakMap<UpstreamServer, ServerCounters>()
-
-function countersOf (server: UpstreamServer): ServerCounters {
-  let c = counters.get(server)
-  if (c === undefined) {
-    c = { statuses: new Map(), upgrades: new Map(), failures: new Map() }
-    counters.set(server, c)
-  }
-  return c
-}
-
-function bump<K> (map: Map<K, number>, key: K): void {
-  map.set(key, (map.get(key) ?? 0) + 1)
-}
-
-/** Count an HTTP response sent on behalf of `server` (its own answer, or the 502/504 the gateway sent after it failed). */
-export function countResponse (server: UpstreamServer, status: number): void {
-  bump(countersOf(server).statuses, status)
-}
-
-/** Count how an upgrade to `server` ended. */
-export function countUpgrade (server: UpstreamServer, result: UpgradeResult): void {
-  bump(countersOf(server).upgrades, result)
-}
-
-/** Count a failed attempt (connect error, reset, timeout) by its reason (`'ECONNREFUSED'`, `'timeout'`). */
-export function countFailure (server: UpstreamServer, err: unknown): void {
-  bump(countersOf(server).failures, failureReason(err))
-}
 
 /** Escape a label value (text exposition format 0.0.4: backslash, double quote, line feed). */
 export function escapeLabel (value: string): string {
@@ -94,12 +48,11 @@ export function renderPrometheus (pools: Iterable<Pool>, tunnelsOpen: number, no
       draining.samples.push(`${draining.name}${l} ${state === 'draining' ? 1 : 0}`)
       serverTunnels.samples.push(`${serverTunnels.name}${l} ${server.activeTunnels}`)
       active.samples.push(`${active.name}${l} ${server.activeRequests}`)
-      const c = countersOf(server)
-      for (const [status, n] of [...c.statuses].sort((a, b) => a[0] - b[0])) {
+      for (const [status, n] of [...server.responsesByStatus].sort((a, b) => a[0] - b[0])) {
         requests.samples.push(`${requests.name}${labels({ ...id, status: String(status) })} ${n}`)
       }
-      for (const [result, n] of c.upgrades) upgrades.samples.push(`${upgrades.name}${labels({ ...id, result })} ${n}`)
-      for (const [reason, n] of c.failures) failures.samples.push(`${failures.name}${labels({ ...id, reason })} ${n}`)
+      for (const [result, n] of server.upgradesByResult) upgrades.samples.push(`${upgrades.name}${labels({ ...id, result })} ${n}`)
+      for (const [reason, n] of server.failuresByReason) failures.samples.push(`${failures.name}${labels({ ...id, reason })} ${n}`)
       bytes.samples.push(`${bytes.name}${labels({ ...id, direction: 'in' })} ${server.bytesIn}`)
       bytes.samples.push(`${bytes.name}${labels({ ...id, direction: 'out' })} ${server.bytesOut}`)
       if (server.lastCheck !== null) check.samples.push(`${check.name}${l} ${server.lastCheck.ms / 1000}`)

@@ -2,9 +2,17 @@ import { createBalancer } from '../balance/index.js'
 import { Stickiness } from '../balance/stickiness.js'
 import { normalizeServer, type NormalizedUpstream } from '../options.js'
 import { UpstreamServer } from './server.js'
-import { drainServer, undrainServer, type DrainOptions } from '../drain.js'
 import type { Balancer, PickContext } from '../balance/types.js'
 import type { ServerOption } from '../types.js'
+
+/** Options of `pool.drain()`. */
+export interface DrainOptions {
+  /** Milliseconds the server's open tunnels may keep running before they are ended. Default: `10000`. */
+  timeout?: number
+}
+
+/** How long `pool.drain()` lets tunnels run when no `timeout` is given. */
+export const DEFAULT_DRAIN_TIMEOUT = 10_000
 
 /** Told when passive health or an operator changes whether a server takes work. */
 export type StateListener = (server: UpstreamServer, up: boolean, reason: string) => void
@@ -153,13 +161,17 @@ export class Pool {
    * open tunnels run for up to `timeout` ms (default 10 s) and are then ended.
    * Resolves with true once it has no open tunnels; false when unknown.
    */
-  drain (url: string, options?: DrainOptions): Promise<boolean> {
-    return drainServer(this, url, options)
+  drain (url: string, options: DrainOptions = {}): Promise<boolean> {
+    const server = this.find(url)
+    if (server === undefined) return Promise.resolve(false)
+    return server.startDrain(options.timeout ?? DEFAULT_DRAIN_TIMEOUT)
   }
 
   /** Let a drained server take new sessions again; stops a drain still waiting. */
   undrain (url: string): boolean {
-    return undrainServer(this, url)
+    const server = this.find(url)
+    server?.stopDrain()
+    return server !== undefined
   }
 
   private setAdmin (url: string, down: boolean): boolean {

@@ -1,4 +1,11 @@
+import type { Tunnel } from '../tunnel.js'
 import type { ServerState, ServerStatus } from '../types.js'
+
+/** How an upgrade ended, as counted by `sockgate_upgrades_total{result}`. */
+export type UpgradeResult = 'switched' | 'refused' | 'failed' | 'aborted'
+
+/** 2^31 - 1: the longest delay a Node timer supports; a longer one would fire at once. */
+const MAX_TIMER_MS = 2_147_483_647
 
 /** Settings of one server after validation. */
 export interface ServerSpec {
@@ -55,6 +62,16 @@ export class UpstreamServer {
   bytesIn = 0
   bytesOut = 0
   lastCheck: { at: number, ok: boolean, ms: number } | null = null
+  /** Responses sent on behalf of this server, by status (its own answers, and the 502/504 sent after it failed). */
+  readonly responsesByStatus = new Map<number, number>()
+  /** Upgrades sent to it, by how they ended. */
+  readonly upgradesByResult = new Map<UpgradeResult, number>()
+  /** Failed attempts (what passive health counts), by reason (`'ECONNREFUSED'`, `'timeout'`). */
+  readonly failuresByReason = new Map<string, number>()
+  /** Its open tunnels: what a drain waits for and ends. */
+  readonly tunnels = new Set<Tunnel>()
+  /** The drain in progress, if any. */
+  private drain: { promise: Promise<boolean>, settle: () => void } | undefined
 
   /** Smooth weighted round-robin state (nginx `current_weight`). */
   currentWeight = 0
@@ -72,6 +89,70 @@ export class UpstreamServer {
     this.backup = spec.backup
     this.maxConns = spec.maxConns
     this.adminDown = spec.down
+  }
+
+  /** Count a response sent on its behalf. */
+  countResponse (status: number): void {
+    bump(this.responsesByStatus, status)
+  }
+
+  /** Count how an upgrade to it ended. */
+  countUpgrade (result: UpgradeResult): void {
+    bump(this.upgradesByResult, result)
+  }
+
+  /** Count a failed attempt by its reason. */
+  countFailure (reason: string): void {
+    bump(this.failuresByReason, reason)
+  }
+
+  /** A tunnel to this server opened. */
+  tunnelOpened (tunnel: Tunnel): void {
+    this.tunnels.add(tunnel)
+    this.activeTunnels++
+    this.upgrades++
+  }
+
+  /** A tunnel to this server closed: its bytes are settled by then. Ends a drain once the last one is gone. */
+  tunnelClosed (tunnel: Tunnel): void {
+    if (!this.tunnels.delete(tunnel)) return
+    this.activeTunnels--
+    if (this.tunnels.size === 0) this.drain?.settle()
+  }
+
+  /**
+   * Take no new sessions from now on (sticky ones continue); open tunnels
+   * run for up to `timeout` ms and are then ended (reason `'drained'`).
+   * Resolves with true once none is open. A drain in progress is returned
+   * as it is.
+   */
+  startDrain (timeout: number): Promise<boolean> {
+    this.draining = true
+    if (this.drain !== undefined) return this.drain.promise
+    if (!Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMER_MS) {
+      throw new RangeError(`drain timeout must be an integer from 0 to ${MAX_TIMER_MS} (ms), got ${String(timeout)}`)
+    }
+    if (this.tunnels.size === 0) return Promise.resolve(true)
+    let settle!: () => void
+    const promise = new Promise<boolean>((resolve) => {
+      // The tunnels themselves keep the process alive while they are open.
+      const timer = setTimeout(() => {
+        for (const tunnel of this.tunnels) tunnel.destroy('drained')
+      }, timeout).unref()
+      settle = () => {
+        clearTimeout(timer)
+        this.drain = undefined
+        resolve(true)
+      }
+    })
+    this.drain = { promise, settle }
+    return promise
+  }
+
+  /** Take new sessions again; a drain still waiting stops, leaving its tunnels open, and resolves. */
+  stopDrain (): void {
+    this.draining = false
+    this.drain?.settle()
   }
 
   /** Open tunnels plus in-flight requests, what `maxConns` and `least-conn` count. */
@@ -128,4 +209,8 @@ export class UpstreamServer {
       lastCheck: this.lastCheck,
     }
   }
+}
+
+function bump<K> (map: Map<K, number>, key: K): void {
+  map.set(key, (map.get(key) ?? 0) + 1)
 }
