@@ -15,7 +15,7 @@ import { sendAnswer, sendError, verdictAnswer, writeSocketAnswer, writeSocketErr
 import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 import { resolveClientAddress, unmapAddress } from './trust.js'
 import { Tunnel } from './tunnel.js'
-import { registerUpgradeHandler } from './dispatch.js'
+import { refuseConnect, registerUpgradeHandler } from './dispatch.js'
 import { HealthChecker } from './health.js'
 import { hostProblem } from './host.js'
 import { afterEarlierAnswers } from './pipelining.js'
@@ -38,9 +38,6 @@ export interface GatewayEvents {
   'upstream:down': [UpstreamStateEvent]
   'upstream:up': [UpstreamStateEvent]
 }
-
-/** Servers whose CONNECT requests a gateway answers already (one listener per server is enough). */
-const connectAnswered = new WeakSet<Server>()
 
 /** Hands a failure to the caller instead of answering it (Express's `next(err)`). */
 export type FailureHandler = (err: SockgateError) => void
@@ -465,14 +462,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /**
-   * Handle upgrades on `server` (its `'upgrade'` event). Idempotent. Upgrades
-   * no route matches are left to the server's other `'upgrade'` listeners,
-   * or answered 404 when there are none. CONNECT is answered too
-   * ({@link answerConnect}).
+   * Handle upgrades on `server` (its `'upgrade'` event) until it closes.
+   * Idempotent. Upgrades no route matches are left to the server's other
+   * `'upgrade'` listeners, or answered 404 when there are none. CONNECT is
+   * answered too ({@link answerConnect}).
    */
   attach (server: Server): this {
     if (this.detachers.has(server)) return this
     this.detachers.set(server, registerUpgradeHandler(server, '/', this.handleUpgrade))
+    // The server's dispatcher goes when it closes, and with it this handler: a server listening anew is attached anew.
+    server.once('close', () => this.detachers.delete(server))
     this.answerConnect(server)
     return this
   }
@@ -485,14 +484,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * number of gateways.
    */
   answerConnect (server: Server): void {
-    if (connectAnswered.has(server)) return
-    connectAnswered.add(server)
-    server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-      if (server.listenerCount('connect') > 1) return
-      const error = new BadRequestError('CONNECT is not proxied')
-      this.report(error, 'http', req, undefined)
-      writeSocketError(socket, error)
-    })
+    refuseConnect(server, (error, req) => this.report(error, 'http', req, undefined))
   }
 
   /** A plain-data snapshot of every pool and server and the open tunnels. */

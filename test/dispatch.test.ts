@@ -198,3 +198,23 @@ test('dispatch: an upgrade the app handles with a plain upgrade listener is left
   assert.equal(parseAnswer(answer.text).status, 418, answer.text)
   assert.equal(upstream.handshakes(), 0)
 })
+
+test('dispatch: only the upgrade event is intercepted, and the server is left as it was once it closes', async (t) => {
+  const upstream = await namedUpstream(t, 'upstream')
+  const server = http.createServer((_req, res) => { res.writeHead(200).end('app page') })
+  const before = { emit: Object.hasOwn(server, 'emit'), upgrade: server.listenerCount('upgrade'), connect: server.listenerCount('connect') }
+  const gateway = attachGateway(t, server, { target: upstream.url })
+  assert.equal(Object.hasOwn(server, 'emit'), true)
+  let requests = 0
+  server.on('request', () => { requests++ })
+  const port = await listen(t, server)
+  // Every other event reaches its listeners as before.
+  assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 200)
+  assert.equal(requests, 1)
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  assert.deepEqual({ emit: Object.hasOwn(server, 'emit'), upgrade: server.listenerCount('upgrade'), connect: server.listenerCount('connect') }, before)
+  // Listening anew needs attach() anew, which then works as the first time.
+  gateway.attach(server)
+  const again = await listen(t, server)
+  assert.equal(await greeting(t, `http://127.0.0.1:${again}/`), 'upstream')
+})
