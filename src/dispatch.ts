@@ -50,9 +50,7 @@ class UpgradeDispatcher {
     const dispatch = this.dispatch.bind(this)
     server.emit = function (this: Server, event: string | symbol) {
       // `arguments` rather than a rest parameter: every other event passes through without an allocation.
-      // eslint-disable-next-line prefer-rest-params
       if (event === 'upgrade' && dispatch(arguments[1], arguments[2], arguments[3])) return true
-      // eslint-disable-next-line prefer-rest-params
       return emit.apply(this, arguments as unknown as Parameters<Server['emit']>)
     } as Server['emit']
     server.on('upgrade', this.noHandler)
