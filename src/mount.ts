@@ -2,8 +2,7 @@ import type { IncomingMessage, Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { registerUpgradeHandler } from './dispatch.js'
 import type { Gateway } from './gateway.js'
-import { hostName } from './host.js'
-import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
+import { stripPathPrefix } from './route.js'
 
 /**
  * A mount path as an upgrade prefix: leading `/`, no trailing `/` (except the
@@ -99,8 +98,6 @@ export class ServerMounts {
   }
 }
 
-const tables = new WeakMap<Gateway, RouteTable>()
-
 /**
  * The path prefix of the gateway route (or status page) a request for
  * `host` and `path` would go to, or undefined when none would take it.
@@ -108,15 +105,5 @@ const tables = new WeakMap<Gateway, RouteTable>()
  * let the longest prefix win between the app's routes and the gateway's.
  */
 export function matchedPrefix (gateway: Gateway, host: string | undefined, path: string): string | undefined {
-  const status = gateway.options.status
-  // The status page answers its exact path only (see status.ts), before any route.
-  if (status !== null && path === status.path && (status.host === null || hostName(status.host) === hostName(host))) {
-    return status.path
-  }
-  let table = tables.get(gateway)
-  if (table === undefined) {
-    table = compileRoutes(gateway.options.routes)
-    tables.set(gateway, table)
-  }
-  return table.match(host, path)?.path
+  return gateway.matchedPrefix(host, path)
 }

@@ -20,9 +20,17 @@ export interface StatusSource {
 type StatusSpec = NonNullable<NormalizedOptions['status']>
 type Format = 'html' | 'json' | 'prometheus'
 
-/** True when `req` asks for the status page: its path (query aside) and, when `status.host` is set, its host. */
-export function isStatusRequest (spec: StatusSpec, req: IncomingMessage): boolean {
-  return isStatusPath(spec, req.url ?? '/') && (spec.host === null || hostName(req.headers.host) === spec.host)
+/** Whether a request for `host` and `url` asks for the status page. */
+export type StatusMatcher = (host: string | undefined, url: string) => boolean
+
+/**
+ * The status page's request test, compiled once: its path (query aside)
+ * and, when `status.host` is set, its host name (a port given with it, or
+ * sent by the client, does not count, as for routes).
+ */
+export function compileStatusMatcher (spec: StatusSpec): StatusMatcher {
+  const host = spec.host === null ? null : hostName(spec.host)
+  return (requestHost, url) => isStatusPath(spec, url) && (host === null || hostName(requestHost) === host)
 }
 
 /** True when `url`'s path (query aside) is the status page's, whatever the host. */

@@ -14,7 +14,7 @@ import { hostName, isValidHost } from '../src/host.js'
 import { normalizeOptions, normalizeServer } from '../src/options.js'
 import { compileRoutes, pathMatches } from '../src/route.js'
 import { compileTrust, resolveClientAddress, unmapAddress } from '../src/trust.js'
-import { validateUpgrade } from '../src/upgrade.js'
+import { validateUpgrade } from '../src/proxy-upgrade.js'
 import { createCookieSticky } from '../src/balance/sticky.js'
 import { UpstreamServer } from '../src/upstream/server.js'
 

@@ -1,6 +1,7 @@
+import { Pool as ConnectionPool } from 'undici'
 import { createBalancer } from '../balance/index.js'
 import { Stickiness } from '../balance/stickiness.js'
-import { normalizeServer, type NormalizedUpstream } from '../options.js'
+import { DEFAULT_TIMEOUTS, normalizeServer, type NormalizedOptions, type NormalizedUpstream } from '../options.js'
 import { UpstreamServer } from './server.js'
 import type { Balancer, PickContext } from '../balance/types.js'
 import type { ServerOption } from '../types.js'
@@ -17,10 +18,16 @@ export const DEFAULT_DRAIN_TIMEOUT = 10_000
 /** Told when passive health or an operator changes whether a server takes work. */
 export type StateListener = (server: UpstreamServer, up: boolean, reason: string) => void
 
+/** The server's origin as undici accepts it: `ws:`/`wss:` servers take plain requests over `http:`/`https:`. */
+function httpOrigin (server: UpstreamServer): string {
+  return server.url.startsWith('ws') ? `http${server.url.slice(2)}` : server.url
+}
+
 /**
  * A named pool of upstream servers: two tiers (primaries, then backups), a
- * balancing method, passive health (nginx `max_fails` / `fail_timeout`) and
- * the run-time controls behind `gateway.pool(name)`.
+ * balancing method, passive health (nginx `max_fails` / `fail_timeout`),
+ * each server's keep-alive connections for HTTP, and the run-time controls
+ * behind `gateway.pool(name)`.
  */
 export class Pool {
   readonly name: string
@@ -32,16 +39,17 @@ export class Pool {
   private readonly onState: StateListener
   /** Sticky sessions (`sticky` option), consulted before the balancer; null when the pool has none. */
   readonly sticky: Stickiness | null
-  /** Told when `remove()` takes a server out, so the gateway can release its connections. */
-  private readonly onRemove: ((server: UpstreamServer) => void) | undefined
+  private readonly timeouts: NormalizedOptions['timeouts']
+  /** Each server's keep-alive HTTP connections (undici), made on first use. */
+  private readonly connections = new Map<UpstreamServer, ConnectionPool>()
   /** `servers`, cached for the tiers it was built from (the cookie table is cached per array). */
   private all: { primaries: readonly UpstreamServer[], backups: readonly UpstreamServer[], servers: readonly UpstreamServer[] } | undefined
 
-  constructor (spec: NormalizedUpstream, onState: StateListener, onRemove?: (server: UpstreamServer) => void) {
+  constructor (spec: NormalizedUpstream, onState: StateListener, timeouts: NormalizedOptions['timeouts'] = DEFAULT_TIMEOUTS) {
     this.name = spec.name
     this.spec = spec
     this.onState = onState
-    this.onRemove = onRemove
+    this.timeouts = timeouts
     this.balancer = createBalancer(spec.balance)
     this.sticky = Stickiness.enabled(spec.sticky) ? new Stickiness(spec.sticky, () => this.servers) : null
     const servers = spec.servers.map((s) => new UpstreamServer(s))
@@ -99,6 +107,33 @@ export class Pool {
     return oldest
   }
 
+  /** The keep-alive HTTP connections to `server`, where plain requests and long-polls go. */
+  connectionsTo (server: UpstreamServer): ConnectionPool {
+    let pool = this.connections.get(server)
+    if (pool === undefined) {
+      const { tls, connections } = this.spec
+      pool = new ConnectionPool(httpOrigin(server), {
+        // Past the cap, requests wait in undici's queue rather than opening a connection each (a pipelined burst would).
+        connections,
+        connect: {
+          timeout: this.timeouts.connect,
+          ...(tls === null ? {} : { ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername }),
+        },
+        headersTimeout: this.timeouts.request,
+        bodyTimeout: this.timeouts.request,
+      })
+      this.connections.set(server, pool)
+    }
+    return pool
+  }
+
+  /** Close every server's HTTP connections; requests in flight are cut. */
+  async closeConnections (): Promise<void> {
+    const pools = [...this.connections.values()]
+    this.connections.clear()
+    await Promise.allSettled(pools.map((p) => p.destroy()))
+  }
+
   /** A connect error, reset before an answer, or timeout on real traffic. */
   recordFailure (server: UpstreamServer, now: number): void {
     server.failures++
@@ -135,14 +170,19 @@ export class Pool {
     return server
   }
 
-  /** Remove a server: no new work goes to it; its open tunnels run on. Returns it, or undefined when unknown. */
+  /**
+   * Remove a server: no new work goes to it; its open tunnels run on, and
+   * requests in flight (a long-poll, say) finish before its idle
+   * connections close. Returns it, or undefined when unknown.
+   */
   remove (url: string): UpstreamServer | undefined {
     const server = this.find(url)
     if (server === undefined) return undefined
     this.primaries = this.primaries.filter((s) => s !== server)
     this.backups = this.backups.filter((s) => s !== server)
     this.sticky?.forgetServer(server)
-    this.onRemove?.(server)
+    this.connections.get(server)?.close().catch(() => {})
+    this.connections.delete(server)
     return server
   }
 
