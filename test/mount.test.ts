@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { attachPaths, createGateway, matchedPrefix, normalizeMountPath, ServerMounts, stripMountPath } from '../src/index.js'
-import { listen, parseAnswer, rawExchange, upgradeRequest, wsEchoUpstream } from './helpers/servers.js'
+import { gatewayServer, listen, parseAnswer, rawExchange, upgradeRequest, wsEchoUpstream } from './helpers/servers.js'
 
 test('mount: a mount path becomes a prefix without a trailing slash', () => {
   assert.equal(normalizeMountPath('/rt/'), '/rt')
@@ -31,6 +31,20 @@ test('mount: matchedPrefix names the route that would take a request, host rules
   assert.equal(matchedPrefix(gateway, 'app.test:8080', '/page'), '/')
   assert.equal(matchedPrefix(gateway, 'other.test', '/page'), undefined)
   await gateway.close()
+})
+
+test('mount: matchedPrefix and the core agree on a status.host given with a port: the port does not count', async (t) => {
+  const { gateway, port } = await gatewayServer(t, {
+    upstreams: { a: { servers: ['http://127.0.0.1:9'] } }, routes: [{ path: '/api', upstream: 'a' }], status: { path: '/status', host: 'status.test:8080' },
+  })
+  const page = async (host: string): Promise<number> =>
+    parseAnswer((await rawExchange(port, `GET /status?format=json HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)).text).status
+  for (const host of ['status.test:8080', 'status.test', 'STATUS.test:9']) {
+    assert.equal(matchedPrefix(gateway, host, '/status'), '/status', host)
+    assert.equal(await page(host), 200, host)
+  }
+  assert.equal(matchedPrefix(gateway, 'other.test', '/status'), undefined)
+  assert.equal(await page('other.test'), 404)
 })
 
 test('mount: matchedPrefix names the status path exactly, before any route', async () => {
