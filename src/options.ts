@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { InvalidOptionError } from './errors.js'
 import { normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
+import { isToken } from './http-syntax.js'
 import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import type { ServerSpec } from './upstream/server.js'
@@ -98,7 +99,6 @@ const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'fa
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS])
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/
 
 function fail (path: string, rule: string): never {
@@ -236,7 +236,7 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     let cookieSpec: { name: string, secret: string, maxAge: number | null } | null = null
     if (cookie !== undefined) {
       const spec = typeof cookie === 'string' ? { name: cookie } : cookie
-      if (!isObject(spec) || typeof spec.name !== 'string' || !TOKEN.test(spec.name)) {
+      if (!isObject(spec) || typeof spec.name !== 'string' || !isToken(spec.name)) {
         fail(`${at}sticky.cookie`, 'must be a cookie name (an RFC 6265 token) or { name, secret?, maxAge? }')
       }
       if (spec.secret !== undefined && (typeof spec.secret !== 'string' || spec.secret.length < 16)) {
@@ -388,7 +388,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   }
 
   const upgrades = options.upgrades ?? DEFAULT_UPGRADES
-  if (!Array.isArray(upgrades) || upgrades.some((u) => typeof u !== 'string' || !TOKEN.test(u))) {
+  if (!Array.isArray(upgrades) || upgrades.some((u) => typeof u !== 'string' || !isToken(u))) {
     fail('upgrades', "must be a list of Upgrade tokens such as ['websocket']")
   }
 
