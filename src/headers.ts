@@ -18,14 +18,16 @@ import type { HeaderOptions } from './types.js'
 
 /** `headers` options after validation: what the rewriter reads on every request. */
 export interface NormalizedHeaderOptions {
-  xForwarded: boolean
-  forwarded: boolean
-  xRealIp: boolean
-  host: { kind: 'preserve' } | { kind: 'upstream' } | { kind: 'fixed', value: string }
+  readonly xForwarded: boolean
+  readonly forwarded: boolean
+  readonly xRealIp: boolean
+  readonly host: Readonly<{ kind: 'preserve' } | { kind: 'upstream' } | { kind: 'fixed', value: string }>
   /** Headers to set, names in lower case, in the order given. */
-  set: ReadonlyArray<readonly [name: string, value: string]>
+  readonly set: ReadonlyArray<readonly [name: string, value: string]>
+  /** The lower-case names of `set`, so the rewriter drops the client's fields of those names with one lookup. */
+  readonly setNames: ReadonlySet<string>
   /** Lower-case names to remove. */
-  remove: ReadonlySet<string>
+  readonly remove: ReadonlySet<string>
 }
 
 /** What the rewriter needs to know about the connection and the chosen upstream. */
@@ -79,6 +81,7 @@ const DEFAULT_HEADER_OPTIONS: NormalizedHeaderOptions = Object.freeze({
   xRealIp: false,
   host: Object.freeze({ kind: 'preserve' as const }),
   set: Object.freeze([]),
+  setNames: EMPTY_NAMES,
   remove: EMPTY_NAMES,
 })
 
@@ -215,21 +218,9 @@ export function normalizeHeaderOptions (opts: HeaderOptions | undefined, path = 
     xRealIp: normalizeBoolean(path, 'xRealIp', opts.xRealIp, false),
     host: normalizeHost(path, opts.host),
     set: set.length === 0 ? DEFAULT_HEADER_OPTIONS.set : Object.freeze(set),
+    setNames: setNames.size === 0 ? EMPTY_NAMES : setNames,
     remove: remove.size === 0 ? EMPTY_NAMES : remove,
   })
-}
-
-/** Lower-case names of `set`, computed once per options object. */
-const setNamesCache = new WeakMap<NormalizedHeaderOptions['set'], ReadonlySet<string>>()
-
-function namesOf (set: NormalizedHeaderOptions['set']): ReadonlySet<string> {
-  if (set.length === 0) return EMPTY_NAMES
-  let names = setNamesCache.get(set)
-  if (names === undefined) {
-    names = new Set(set.map(([name]) => name))
-    setNamesCache.set(set, names)
-  }
-  return names
 }
 
 /**
@@ -287,7 +278,7 @@ const KEPT_PORT = 4
 export function rewriteRequestHeaders (rawHeaders: readonly string[], ctx: RewriteContext, opts: NormalizedHeaderOptions): string[] {
   const { trusted, upgrade } = ctx
   const remove = opts.remove
-  const setNames = namesOf(opts.set)
+  const setNames = opts.setNames
   const listed = connectionOptions(rawHeaders)
   const out: string[] = []
 
