@@ -209,7 +209,7 @@ function normalizeHealth (value: HealthOptions | undefined, path: string): Norma
     type,
     path: probePath,
     expectStatus,
-    expectBody: value.expectBody ?? null,
+    expectBody: value.expectBody instanceof RegExp ? statelessRegExp(value.expectBody) : value.expectBody ?? null,
   }
 }
 
@@ -287,6 +287,15 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
   }
 }
 
+/**
+ * `re` without the g and y flags: with either, a RegExp keeps `lastIndex`
+ * between test() calls and would match every other request (or probe).
+ * Compiled once here, so every matcher the options hold is stateless.
+ */
+function statelessRegExp (re: RegExp): RegExp {
+  return re.global || re.sticky ? new RegExp(re.source, re.flags.replace(/[gy]/g, '')) : re
+}
+
 /** The pool's own copy of `tls`, so freezing the options leaves the caller's object (and `ca` list) alone. */
 function copyTls (tls: UpstreamTlsOptions): UpstreamTlsOptions {
   return Array.isArray(tls.ca) ? { ...tls, ca: [...tls.ca] } : { ...tls }
@@ -294,8 +303,7 @@ function copyTls (tls: UpstreamTlsOptions): UpstreamTlsOptions {
 
 function normalizeHost (value: unknown, path: string): HostMatcher {
   if (value === undefined) return { kind: 'any' }
-  // Without g and y: a RegExp with either keeps lastIndex between test() calls and would match every other request.
-  if (value instanceof RegExp) return { kind: 'regexp', re: value.global || value.sticky ? new RegExp(value.source, value.flags.replace(/[gy]/g, '')) : value }
+  if (value instanceof RegExp) return { kind: 'regexp', re: statelessRegExp(value) }
   if (typeof value !== 'string' || value === '' || /[\s/]/.test(value)) fail(path, "must be a host name, '*.example.com' or a RegExp")
   const host = value.toLowerCase()
   // Routes match the Host header's name only (as nginx server_name does), so a port here could never match.

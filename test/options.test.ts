@@ -215,6 +215,14 @@ test('options: a pool of two gets round-robin, engine.io stickiness, maxFails 1,
   assert.deepEqual(upstream.sticky, { engineIo: true, cookie: null })
 })
 
+test('options: an expectBody RegExp with g or y matches every probe, not every other one', () => {
+  const given = /ok/gy
+  const health = normalizeOptions(pool({ health: { type: 'http', expectBody: given } })).upstreams[0]?.health
+  const re = health?.expectBody as RegExp
+  assert.deepEqual([re.test('ok'), re.test('ok'), re.test('ok')], [true, true, true])
+  assert.equal(given.flags, 'gy')
+})
+
 test('options: a pool caps each server at 1024 connections and replays no non-idempotent request by default', () => {
   const upstream = normalizeOptions(pool()).upstreams[0]
   assert.equal(upstream?.connections, 1_024)
