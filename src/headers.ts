@@ -12,19 +12,22 @@
  * 5. upgrades get exactly `Connection: upgrade` and the client's `Upgrade`.
  */
 import { BadRequestError, InvalidOptionError } from './errors.js'
+import { appendListValue, isHopByHop, isToken, listTokens } from './http-syntax.js'
 import { unmapAddress } from './trust.js'
 import type { HeaderOptions } from './types.js'
 
 /** `headers` options after validation: what the rewriter reads on every request. */
 export interface NormalizedHeaderOptions {
-  xForwarded: boolean
-  forwarded: boolean
-  xRealIp: boolean
-  host: { kind: 'preserve' } | { kind: 'upstream' } | { kind: 'fixed', value: string }
+  readonly xForwarded: boolean
+  readonly forwarded: boolean
+  readonly xRealIp: boolean
+  readonly host: Readonly<{ kind: 'preserve' } | { kind: 'upstream' } | { kind: 'fixed', value: string }>
   /** Headers to set, names in lower case, in the order given. */
-  set: ReadonlyArray<readonly [name: string, value: string]>
+  readonly set: ReadonlyArray<readonly [name: string, value: string]>
+  /** The lower-case names of `set`, so the rewriter drops the client's fields of those names with one lookup. */
+  readonly setNames: ReadonlySet<string>
   /** Lower-case names to remove. */
-  remove: ReadonlySet<string>
+  readonly remove: ReadonlySet<string>
 }
 
 /** What the rewriter needs to know about the connection and the chosen upstream. */
@@ -46,16 +49,6 @@ export interface RewriteContext {
 }
 
 /**
- * Dropped in both directions. RFC 9110 §7.6.1 names Connection, Proxy-Connection,
- * Keep-Alive, TE, Transfer-Encoding and Upgrade; Trailer was hop-by-hop in
- * RFC 2616 §13.5.1 and is still dropped by nginx and http-proxy, because a
- * forwarded message is re-framed and its trailers are not forwarded.
- */
-const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-])
-
-/**
  * Never removed because a peer listed them in `Connection`: without Host the
  * request is not HTTP/1.1, and without Content-Length the body would be
  * re-framed at the client's request. RFC 9110 §7.6.1 forbids listing fields
@@ -65,8 +58,6 @@ const NOT_CONNECTION_OPTIONS: ReadonlySet<string> = new Set(['host', 'content-le
 
 const EMPTY_NAMES: ReadonlySet<string> = new Set()
 
-/** RFC 9110 §5.6.2 token. Used at option time and for the rare Forwarded host. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 /** A Host value: reg-name or IP literal with an optional port (RFC 3986 §3.2.2–3.2.3). */
 const HOST_VALUE = /^[A-Za-z0-9\-._~!$&'()*+,;=%:[\]]+$/
 /** An nginx variable such as `$host` or `$http_upgrade`, which sockgate does not expand. */
@@ -90,6 +81,7 @@ const DEFAULT_HEADER_OPTIONS: NormalizedHeaderOptions = Object.freeze({
   xRealIp: false,
   host: Object.freeze({ kind: 'preserve' as const }),
   set: Object.freeze([]),
+  setNames: EMPTY_NAMES,
   remove: EMPTY_NAMES,
 })
 
@@ -114,7 +106,7 @@ export function isPlainObject (value: unknown): value is Record<string, unknown>
 }
 
 function checkSetName (path: string, name: string, lower: string): void {
-  if (!TOKEN.test(name)) {
+  if (!isToken(name)) {
     throw new InvalidOptionError(`${path}.set[${JSON.stringify(name)}]`, 'is not a valid header name (an RFC 9110 token)')
   }
   if (lower === 'host') {
@@ -124,7 +116,7 @@ function checkSetName (path: string, name: string, lower: string): void {
     throw new InvalidOptionError(`${path}.set.${name}`,
       'is not allowed: sockgate sends Connection: upgrade and the client\'s Upgrade on upgrade requests itself')
   }
-  if (HOP_BY_HOP.has(lower) || lower === 'content-length') {
+  if (isHopByHop(lower) || lower === 'content-length') {
     throw new InvalidOptionError(`${path}.set.${name}`, 'is not allowed: it belongs to the connection or the message framing, which sockgate manages')
   }
   if (lower === 'expect') {
@@ -205,14 +197,14 @@ export function normalizeHeaderOptions (opts: HeaderOptions | undefined, path = 
     if (!Array.isArray(opts.remove)) throw new InvalidOptionError(`${path}.remove`, 'must be a list of header names')
     opts.remove.forEach((name: unknown, i) => {
       const at = `${path}.remove[${i}]`
-      if (typeof name !== 'string' || !TOKEN.test(name)) {
+      if (typeof name !== 'string' || !isToken(name)) {
         throw new InvalidOptionError(at, `is not a valid header name (an RFC 9110 token; got ${JSON.stringify(name)})`)
       }
       const lower = name.toLowerCase()
       if (lower === 'host' || lower === 'content-length') {
         throw new InvalidOptionError(at, `cannot remove ${name}: the upstream needs it to read the request`)
       }
-      if (HOP_BY_HOP.has(lower)) {
+      if (isHopByHop(lower)) {
         throw new InvalidOptionError(at, `has no effect: ${name} is hop-by-hop and is never forwarded as the client sent it`)
       }
       if (setNames.has(lower)) throw new InvalidOptionError(at, `(${name}) is also in ${path}.set; keep one of them`)
@@ -226,21 +218,9 @@ export function normalizeHeaderOptions (opts: HeaderOptions | undefined, path = 
     xRealIp: normalizeBoolean(path, 'xRealIp', opts.xRealIp, false),
     host: normalizeHost(path, opts.host),
     set: set.length === 0 ? DEFAULT_HEADER_OPTIONS.set : Object.freeze(set),
+    setNames: setNames.size === 0 ? EMPTY_NAMES : setNames,
     remove: remove.size === 0 ? EMPTY_NAMES : remove,
   })
-}
-
-/** Lower-case names of `set`, computed once per options object. */
-const setNamesCache = new WeakMap<NormalizedHeaderOptions['set'], ReadonlySet<string>>()
-
-function namesOf (set: NormalizedHeaderOptions['set']): ReadonlySet<string> {
-  if (set.length === 0) return EMPTY_NAMES
-  let names = setNamesCache.get(set)
-  if (names === undefined) {
-    names = new Set(set.map(([name]) => name))
-    setNamesCache.set(set, names)
-  }
-  return names
 }
 
 /**
@@ -250,13 +230,8 @@ function namesOf (set: NormalizedHeaderOptions['set']): ReadonlySet<string> {
  * `upgrade`) create no Set.
  */
 function addConnectionOptions (value: string, listed: Set<string> | null): Set<string> | null {
-  let start = 0
-  while (start <= value.length) {
-    let comma = value.indexOf(',', start)
-    if (comma === -1) comma = value.length
-    const option = value.slice(start, comma).trim().toLowerCase()
-    start = comma + 1
-    if (option === '' || HOP_BY_HOP.has(option) || NOT_CONNECTION_OPTIONS.has(option)) continue
+  for (const option of listTokens(value)) {
+    if (isHopByHop(option) || NOT_CONNECTION_OPTIONS.has(option)) continue
     listed ??= new Set()
     listed.add(option)
   }
@@ -282,7 +257,7 @@ function forwardedNode (address: string): string {
 
 /** RFC 7239 §4 value: a token as is, anything else (such as `host:port`) as a quoted-string. */
 function forwardedValue (value: string): string {
-  if (TOKEN.test(value)) return value
+  if (isToken(value)) return value
   return `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`
 }
 
@@ -303,7 +278,7 @@ const KEPT_PORT = 4
 export function rewriteRequestHeaders (rawHeaders: readonly string[], ctx: RewriteContext, opts: NormalizedHeaderOptions): string[] {
   const { trusted, upgrade } = ctx
   const remove = opts.remove
-  const setNames = namesOf(opts.set)
+  const setNames = opts.setNames
   const listed = connectionOptions(rawHeaders)
   const out: string[] = []
 
@@ -333,16 +308,14 @@ export function rewriteRequestHeaders (rawHeaders: readonly string[], ctx: Rewri
       case 'x-forwarded-for':
         if (!trusted) continue
         if (opts.xForwarded) {
-          const entry = value.trim()
-          if (entry !== '') xffChain = xffChain === undefined ? entry : `${xffChain}, ${entry}`
+          xffChain = appendListValue(xffChain, value)
           continue
         }
         break
       case 'forwarded':
         if (!trusted) continue
         if (opts.forwarded) {
-          const element = value.trim()
-          if (element !== '') forwardedChain = forwardedChain === undefined ? element : `${forwardedChain}, ${element}`
+          forwardedChain = appendListValue(forwardedChain, value)
           continue
         }
         break
@@ -386,8 +359,8 @@ export function rewriteRequestHeaders (rawHeaders: readonly string[], ctx: Rewri
 
   if (opts.xForwarded) {
     if (own('x-forwarded-for')) {
-      const value = xffChain === undefined ? peer : peer === '' ? xffChain : `${xffChain}, ${peer}`
-      if (value !== '') out.push('X-Forwarded-For', value)
+      const value = appendListValue(xffChain, peer)
+      if (value !== undefined) out.push('X-Forwarded-For', value)
     }
     if ((kept & KEPT_PROTO) === 0 && own('x-forwarded-proto')) out.push('X-Forwarded-Proto', proto)
     if ((kept & KEPT_HOST) === 0 && host !== undefined && own('x-forwarded-host')) out.push('X-Forwarded-Host', host)
@@ -397,7 +370,7 @@ export function rewriteRequestHeaders (rawHeaders: readonly string[], ctx: Rewri
   if (opts.forwarded && own('forwarded')) {
     let element = `for=${forwardedNode(peer)};proto=${proto}`
     if (host !== undefined) element += `;host=${forwardedValue(host)}`
-    out.push('Forwarded', forwardedChain === undefined ? element : `${forwardedChain}, ${element}`)
+    out.push('Forwarded', appendListValue(forwardedChain, element) ?? element)
   }
 
   if (opts.xRealIp && own('x-real-ip')) {
@@ -452,23 +425,8 @@ export function filterRawResponseHeaders (raw: readonly string[]): string[] {
   return out
 }
 
-/** A field (lower-case name) that describes one connection and is never relayed: hop-by-hop, or named in that message's Connection. */
-function isHopByHop (lower: string, listed: ReadonlySet<string> | null): boolean {
-  return HOP_BY_HOP.has(lower) || (listed !== null && listed.has(lower))
-}
-
-/**
- * A message head for a raw socket: the start line, one `Name: value` line
- * per pair of `flat`, and the blank line, all CRLF-ended. `flat` comes from
- * `rewriteRequestHeaders()` or Node's parser (an upstream's answer), neither
- * of which lets CR, LF or NUL through. Characters stand for bytes (latin1):
- * write the result with the 'latin1' encoding.
- */
-export function serializeHead (startLine: string, flat: readonly string[]): string {
-  let head = `${startLine}\r\n`
-  for (let i = 0; i + 1 < flat.length; i += 2) head += `${flat[i] as string}: ${flat[i + 1] as string}\r\n`
-  return `${head}\r\n`
-}
+// Re-exported until upgrade.ts imports it from './http-syntax.js' itself.
+export { serializeHead } from './http-syntax.js'
 
 /**
  * The request's headers as earlier middleware left them, as a flat

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { InvalidOptionError } from './errors.js'
-import { normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
+import { isPlainObject, normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
+import { isToken } from './http-syntax.js'
 import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import type { ServerSpec } from './upstream/server.js'
@@ -22,66 +23,75 @@ export const DEFAULT_POOL = 'default'
 
 /** A pool's health settings after validation. */
 export interface NormalizedHealth {
-  interval: number
-  rise: number
-  fall: number
-  timeout: number
-  type: 'tcp' | 'http' | 'engine.io'
-  path: string
-  expectStatus: readonly [number, number]
-  expectBody: string | RegExp | null
+  readonly interval: number
+  readonly rise: number
+  readonly fall: number
+  readonly timeout: number
+  readonly type: 'tcp' | 'http' | 'engine.io'
+  readonly path: string
+  readonly expectStatus: readonly [number, number]
+  readonly expectBody: string | RegExp | null
+}
+
+/** A pool's `sticky` option after validation. */
+export interface NormalizedSticky {
+  readonly engineIo: boolean
+  readonly cookie: Readonly<{ name: string, secret: string, maxAge: number | null }> | null
 }
 
 /** A pool after validation. */
 export interface NormalizedUpstream {
-  name: string
-  servers: ServerSpec[]
-  balance: BalanceOption
-  sticky: { engineIo: boolean, cookie: { name: string, secret: string, maxAge: number | null } | null }
-  health: NormalizedHealth | null
+  readonly name: string
+  readonly servers: ReadonlyArray<Readonly<ServerSpec>>
+  readonly balance: Readonly<BalanceOption>
+  readonly sticky: NormalizedSticky
+  readonly health: NormalizedHealth | null
   /** Cap on the HTTP connections to each server of the pool. */
-  connections: number
+  readonly connections: number
   /** Send a non-idempotent request that reached a failing server to the next one all the same. */
-  retryNonIdempotent: boolean
-  maxFails: number
-  failTimeout: number
-  tries: number
-  failoverTimeout: number
-  tls: UpstreamTlsOptions | null
+  readonly retryNonIdempotent: boolean
+  readonly maxFails: number
+  readonly failTimeout: number
+  readonly tries: number
+  readonly failoverTimeout: number
+  readonly tls: Readonly<UpstreamTlsOptions> | null
 }
 
 /** How a route matches the Host header. */
 export type HostMatcher =
-  | { kind: 'any' }
-  | { kind: 'exact', host: string }
-  | { kind: 'suffix', suffix: string }
-  | { kind: 'regexp', re: RegExp }
+  | { readonly kind: 'any' }
+  | { readonly kind: 'exact', readonly host: string }
+  | { readonly kind: 'suffix', readonly suffix: string }
+  | { readonly kind: 'regexp', readonly re: RegExp }
 
 /** A route after validation. */
 export interface NormalizedRoute {
-  host: HostMatcher
-  path: string
-  upstream: string
-  stripPrefix: boolean
+  readonly host: HostMatcher
+  readonly path: string
+  readonly upstream: string
+  readonly stripPrefix: boolean
   /** Write logger records for this route. */
-  log: boolean
+  readonly log: boolean
 }
 
-/** Everything `createGateway()` needs, validated, defaulted and frozen. */
+/**
+ * Everything `createGateway()` needs, validated, defaulted, compiled and
+ * frozen all the way down (see {@link normalizeOptions}).
+ */
 export interface NormalizedOptions {
-  upstreams: readonly NormalizedUpstream[]
-  routes: readonly NormalizedRoute[]
-  headers: NormalizedHeaderOptions
-  trust: TrustPredicate
-  timeouts: { connect: number, handshake: number, request: number, send: number, idle: number }
-  limits: { body: number }
+  readonly upstreams: readonly NormalizedUpstream[]
+  readonly routes: readonly NormalizedRoute[]
+  readonly headers: NormalizedHeaderOptions
+  readonly trust: TrustPredicate
+  readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number }>
+  readonly limits: Readonly<{ body: number }>
   /** Allowed Upgrade tokens, lower case. */
-  upgrades: ReadonlySet<string>
-  status: { path: string, host: string | null, auth: StatusOptions['auth'] | null } | null
-  authorize: NonNullable<GatewayOptions['authorize']> | null
-  onError: NonNullable<GatewayOptions['onError']> | null
-  onResponse: NonNullable<GatewayOptions['onResponse']> | null
-  logger: Logger | null
+  readonly upgrades: ReadonlySet<string>
+  readonly status: Readonly<{ path: string, host: string | null, auth: StatusOptions['auth'] | null }> | null
+  readonly authorize: NonNullable<GatewayOptions['authorize']> | null
+  readonly onError: NonNullable<GatewayOptions['onError']> | null
+  readonly onResponse: NonNullable<GatewayOptions['onResponse']> | null
+  readonly logger: Logger | null
 }
 
 /** Options renamed since they were first published, with where they live now. */
@@ -98,7 +108,6 @@ const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'fa
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS])
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/
 
 function fail (path: string, rule: string): never {
@@ -200,7 +209,7 @@ function normalizeHealth (value: HealthOptions | undefined, path: string): Norma
     type,
     path: probePath,
     expectStatus,
-    expectBody: value.expectBody ?? null,
+    expectBody: value.expectBody instanceof RegExp ? statelessRegExp(value.expectBody) : value.expectBody ?? null,
   }
 }
 
@@ -228,15 +237,15 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
 
   // Socket.IO long-polling breaks on a pool of several servers unless each session stays on its server.
   const engineIoDefault = servers.length >= 2
-  let sticky: NormalizedUpstream['sticky'] = { engineIo: engineIoDefault, cookie: null }
+  let sticky: NormalizedSticky = { engineIo: engineIoDefault, cookie: null }
   if (value.sticky !== undefined) {
     if (!isObject(value.sticky)) fail(`${at}sticky`, "must be { engineIo?: true, cookie?: 'name' | { name, secret?, maxAge? } }")
     checkKeys(value.sticky, `${at}sticky`, ['engineIo', 'cookie'])
     const cookie = value.sticky.cookie
-    let cookieSpec: { name: string, secret: string, maxAge: number | null } | null = null
+    let cookieSpec: NormalizedSticky['cookie'] = null
     if (cookie !== undefined) {
       const spec = typeof cookie === 'string' ? { name: cookie } : cookie
-      if (!isObject(spec) || typeof spec.name !== 'string' || !TOKEN.test(spec.name)) {
+      if (!isObject(spec) || typeof spec.name !== 'string' || !isToken(spec.name)) {
         fail(`${at}sticky.cookie`, 'must be a cookie name (an RFC 6265 token) or { name, secret?, maxAge? }')
       }
       if (spec.secret !== undefined && (typeof spec.secret !== 'string' || spec.secret.length < 16)) {
@@ -274,14 +283,27 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     failTimeout: integer(value.failTimeout, `${at}failTimeout`, DEFAULT_FAIL_TIMEOUT, 1, ' (ms)'),
     tries: integer(value.tries, `${at}tries`, servers.length, 1),
     failoverTimeout: integer(value.failoverTimeout, `${at}failoverTimeout`, failoverDefault, 1, ' (ms)'),
-    tls: value.tls ?? null,
+    tls: value.tls === undefined ? null : copyTls(value.tls),
   }
+}
+
+/**
+ * `re` without the g and y flags: with either, a RegExp keeps `lastIndex`
+ * between test() calls and would match every other request (or probe).
+ * Compiled once here, so every matcher the options hold is stateless.
+ */
+function statelessRegExp (re: RegExp): RegExp {
+  return re.global || re.sticky ? new RegExp(re.source, re.flags.replace(/[gy]/g, '')) : re
+}
+
+/** The pool's own copy of `tls`, so freezing the options leaves the caller's object (and `ca` list) alone. */
+function copyTls (tls: UpstreamTlsOptions): UpstreamTlsOptions {
+  return Array.isArray(tls.ca) ? { ...tls, ca: [...tls.ca] } : { ...tls }
 }
 
 function normalizeHost (value: unknown, path: string): HostMatcher {
   if (value === undefined) return { kind: 'any' }
-  // Without g and y: a RegExp with either keeps lastIndex between test() calls and would match every other request.
-  if (value instanceof RegExp) return { kind: 'regexp', re: value.global || value.sticky ? new RegExp(value.source, value.flags.replace(/[gy]/g, '')) : value }
+  if (value instanceof RegExp) return { kind: 'regexp', re: statelessRegExp(value) }
   if (typeof value !== 'string' || value === '' || /[\s/]/.test(value)) fail(path, "must be a host name, '*.example.com' or a RegExp")
   const host = value.toLowerCase()
   // Routes match the Host header's name only (as nginx server_name does), so a port here could never match.
@@ -329,10 +351,14 @@ function normalizeStatus (value: unknown): NormalizedOptions['status'] {
 }
 
 /**
- * Validate `createGateway()`'s options once, fill defaults from the
- * `DEFAULT_*` constants, compile rule-like options into functions, and
- * return a frozen object the hot paths read without checking again.
- * Throws `InvalidOptionError` naming the option path and the rule.
+ * The one options pass: validate `createGateway()`'s options, fill defaults
+ * from the `DEFAULT_*` constants, compile every rule-like option once (the
+ * `trustProxy` predicate, the header set/remove name sets, the route host
+ * matchers, the Upgrade token set), and return an object frozen all the way
+ * down that the hot paths read without checking again. The only place
+ * options are validated; `headers` and `trustProxy` are compiled by helpers
+ * of their own modules, called from here. Throws `InvalidOptionError`
+ * naming the option path and the rule.
  */
 export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   if (!isObject(options)) fail('options', 'must be an object with target or upstreams')
@@ -388,22 +414,38 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   }
 
   const upgrades = options.upgrades ?? DEFAULT_UPGRADES
-  if (!Array.isArray(upgrades) || upgrades.some((u) => typeof u !== 'string' || !TOKEN.test(u))) {
+  if (!Array.isArray(upgrades) || upgrades.some((u) => typeof u !== 'string' || !isToken(u))) {
     fail('upgrades', "must be a list of Upgrade tokens such as ['websocket']")
   }
 
-  return Object.freeze({
-    upstreams: Object.freeze(upstreams),
-    routes: Object.freeze(routes),
+  const normalized = {
+    upstreams,
+    routes,
     headers: normalizeHeaderOptions(options.headers as GatewayOptions['headers']),
     trust: normalizeTrust(options.trustProxy),
-    timeouts: Object.freeze(timeouts),
-    limits: Object.freeze(limits),
+    timeouts,
+    limits,
     upgrades: new Set(upgrades.map((u) => u.toLowerCase())),
     status: normalizeStatus(options.status),
     ...normalizeHooks(options),
-    logger: normalizeLogger(options.logger),
-  })
+  }
+  // The logger is the caller's object (pino, app.log, console): referenced as it is, never frozen.
+  return Object.freeze({ ...deepFreeze(normalized), logger: normalizeLogger(options.logger) })
+}
+
+/**
+ * Freezes `value` and every array and plain object inside it, so nothing of
+ * the normalized options changes after the one pass. Functions, RegExps,
+ * Sets and Buffers are left as they are: hooks and RegExp hosts are the
+ * caller's, a RegExp keeps `lastIndex`, a Buffer cannot be frozen, and
+ * freezing a Set would not stop `add()` (the types say `ReadonlySet`).
+ */
+function deepFreeze<T> (value: T): T {
+  if (Array.isArray(value) || isPlainObject(value)) {
+    for (const nested of Object.values(value)) deepFreeze(nested)
+    Object.freeze(value)
+  }
+  return value
 }
 
 function normalizeHooks (options: GatewayOptions): Pick<NormalizedOptions, typeof HOOKS[number]> {

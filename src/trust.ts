@@ -6,6 +6,7 @@
  */
 import { BlockList, isIP, isIPv4 } from 'node:net'
 import { InvalidOptionError } from './errors.js'
+import { listItems } from './http-syntax.js'
 
 /**
  * Decides whether one hop may be believed about the hop before it.
@@ -129,13 +130,13 @@ export function unmapAddress (address: string): string {
 }
 
 /**
- * One X-Forwarded-For entry as an address: `''` when it is empty, `undefined`
- * when it is not an address. Proxies sometimes write `[2001:db8::1]:1234` or
- * `192.0.2.1:1234`; the brackets and port are dropped so the entry can be matched.
+ * One X-Forwarded-For entry (trimmed, not empty) as an address, or
+ * `undefined` when it is not one. Proxies sometimes write
+ * `[2001:db8::1]:1234` or `192.0.2.1:1234`; the brackets and port are
+ * dropped so the entry can be matched.
  */
-function cleanEntry (raw: string): string | undefined {
-  const entry = raw.trim()
-  if (entry === '' || isIP(entry) !== 0) return entry
+function cleanEntry (entry: string): string | undefined {
+  if (isIP(entry) !== 0) return entry
   if (entry.charCodeAt(0) === 91 /* [ */) {
     const close = entry.indexOf(']')
     const inner = close === -1 ? '' : entry.slice(1, close)
@@ -163,17 +164,12 @@ function cleanEntry (raw: string): string | undefined {
 export function resolveClientAddress (peer: string, xForwardedFor: string | undefined, trust: TrustPredicate): string {
   let client = peer
   if (xForwardedFor === undefined || xForwardedFor === '' || !trust(peer, 0)) return unmapAddress(client)
-  let hop = 1
-  let end = xForwardedFor.length
-  while (end >= 0) {
-    const comma = end === 0 ? -1 : xForwardedFor.lastIndexOf(',', end - 1)
-    const entry = cleanEntry(xForwardedFor.slice(comma + 1, end))
-    end = comma
-    if (entry === '') continue
+  const entries = listItems(xForwardedFor)
+  for (let i = entries.length - 1, hop = 1; i >= 0; i--, hop++) {
+    const entry = cleanEntry(entries[i] as string)
     if (entry === undefined) break
     client = entry
     if (!trust(entry, hop)) break
-    hop++
   }
   return unmapAddress(client)
 }

@@ -5,7 +5,6 @@ import {
   headersAsEdited,
   normalizeHeaderOptions,
   rewriteRequestHeaders,
-  serializeHead,
   type RewriteContext,
 } from '../src/headers.js'
 import { BadRequestError, InvalidOptionError } from '../src/errors.js'
@@ -439,17 +438,6 @@ test('headers: filterResponseHeaders keeps a field named __proto__ as a plain ke
   const out = filterResponseHeaders(JSON.parse('{"__proto__":"x","a":"b"}') as Record<string, string>)
   assert.equal(Object.getPrototypeOf(out), null)
   assert.deepEqual(Object.keys(out), ['__proto__', 'a'])
-})
-
-// serializeHead
-
-test('headers: serializeHead writes the start line, one line per header and a blank line', () => {
-  const head = serializeHead('GET /socket.io/?EIO=4&transport=websocket HTTP/1.1', ['Host', 'a.example', 'Connection', 'upgrade', 'Upgrade', 'websocket'])
-  assert.equal(head, 'GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: a.example\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n')
-})
-
-test('headers: serializeHead with no headers ends right after the start line', () => {
-  assert.equal(serializeHead('GET / HTTP/1.1', []), 'GET / HTTP/1.1\r\n\r\n')
 })
 
 // normalizeHeaderOptions

@@ -215,6 +215,14 @@ test('options: a pool of two gets round-robin, engine.io stickiness, maxFails 1,
   assert.deepEqual(upstream.sticky, { engineIo: true, cookie: null })
 })
 
+test('options: an expectBody RegExp with g or y matches every probe, not every other one', () => {
+  const given = /ok/gy
+  const health = normalizeOptions(pool({ health: { type: 'http', expectBody: given } })).upstreams[0]?.health
+  const re = health?.expectBody as RegExp
+  assert.deepEqual([re.test('ok'), re.test('ok'), re.test('ok')], [true, true, true])
+  assert.equal(given.flags, 'gy')
+})
+
 test('options: a pool caps each server at 1024 connections and replays no non-idempotent request by default', () => {
   const upstream = normalizeOptions(pool()).upstreams[0]
   assert.equal(upstream?.connections, 1_024)
@@ -358,6 +366,56 @@ test('options: the returned object is frozen', () => {
   assert.ok(Object.isFrozen(options.routes))
   assert.ok(Object.isFrozen(options.headers))
   assert.throws(() => { (options.limits as { body: number }).body = 1 }, TypeError)
+})
+
+test('options: every nested object and array of the normalized options is frozen', () => {
+  const options = normalizeOptions({
+    upstreams: {
+      socket_nodes: {
+        servers: [A, { url: B, weight: 2 }],
+        balance: { hash: (req) => req.url ?? '' },
+        sticky: { cookie: { name: 'sg', secret: 'a-secret-of-16-chars' } },
+        health: { type: 'http', expectStatus: [200, 204] },
+        tls: { ca: ['-----BEGIN CERTIFICATE-----'], servername: 'a.example' },
+      },
+    },
+    routes: [{ host: '*.example.com', upstream: 'socket_nodes' }, { host: /^b\./, path: '/b', upstream: 'socket_nodes' }],
+    headers: { set: { 'X-Gateway': 'sg' }, remove: ['x-debug'] },
+    status: { path: '/status' },
+  })
+  const upstream = options.upstreams[0] as unknown as Record<string, any>
+  const mutations: Array<[string, () => void]> = [
+    ['a server', () => { upstream.servers[1].weight = 9 }],
+    ['the server list', () => { upstream.servers.push(upstream.servers[0]) }],
+    ['the balance object', () => { upstream.balance.hash = () => '' }],
+    ['the sticky cookie', () => { upstream.sticky.cookie.secret = 'x' }],
+    ['the sticky object', () => { upstream.sticky.engineIo = false }],
+    ['the health settings', () => { upstream.health.interval = 1 }],
+    ['the expected status range', () => { upstream.health.expectStatus[0] = 100 }],
+    ['the tls settings', () => { upstream.tls.servername = 'evil.example' }],
+    ['the tls ca list', () => { upstream.tls.ca.push('x') }],
+    ['a route', () => { (options.routes[0] as any).upstream = 'x' }],
+    ['a route host matcher', () => { (options.routes[0] as any).host.suffix = '.evil.example' }],
+    ['a header to set', () => { (options.headers.set[0] as any)[1] = 'x' }],
+    ['the host rule', () => { (options.headers.host as any).kind = 'upstream' }],
+    ['the status page', () => { (options.status as any).path = '/' }],
+    ['the timeouts', () => { (options.timeouts as any).connect = 1 }],
+  ]
+  for (const [what, mutate] of mutations) assert.throws(mutate, TypeError, what)
+})
+
+test('options: freezing leaves the caller\'s logger, tls object, ca list and RegExp host their own', () => {
+  const logger = { info () {}, warn () {}, error () {}, debug () {} }
+  const ca = ['-----BEGIN CERTIFICATE-----']
+  const tls = { ca }
+  const host = /^b\./
+  const options = normalizeOptions({ ...pool({ tls }), routes: [{ host, upstream: 'socket_nodes' }], logger })
+  assert.equal(options.logger, logger)
+  assert.ok(!Object.isFrozen(logger))
+  assert.ok(!Object.isFrozen(tls))
+  assert.ok(!Object.isFrozen(ca))
+  assert.ok(!Object.isFrozen(host))
+  assert.deepEqual(options.upstreams[0]?.tls, { ca })
 })
 
 test('options: the caller\'s objects are not changed', () => {

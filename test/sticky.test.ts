@@ -8,6 +8,7 @@ import {
   sidFromOpenPacket,
   sidFromQuery,
 } from '../src/balance/sticky.js'
+import { normalizeOptions } from '../src/options.js'
 
 function server (url: string): UpstreamServer {
   return new UpstreamServer({ url, name: null, weight: 1, backup: false, down: false, maxConns: 0 })
@@ -125,7 +126,8 @@ test('cookie: setCookie adds Max-Age in seconds when maxAge is set', () => {
 
 test('cookie: a name that is not a cookie token is refused', () => {
   for (const name of ['', 'a b', 'a;b', 'a=b', 'a\r\nSet-Cookie: x']) {
-    assert.throws(() => createCookieSticky({ name, secret: 'x' }), { code: 'SOCKGATE_ERR_INVALID_OPTION' })
+    const options = { target: ['http://10.0.0.1:5001', 'http://10.0.0.2:5002'], sticky: { cookie: name } }
+    assert.throws(() => normalizeOptions(options), { code: 'SOCKGATE_ERR_INVALID_OPTION' })
   }
 })
 

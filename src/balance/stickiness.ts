@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import { listTokens } from '../http-syntax.js'
 import { createCookieSticky, SessionTable, sidFromOpenPacket, sidFromQuery, type CookieSticky } from './sticky.js'
 import type { NormalizedUpstream } from '../options.js'
 import type { UpstreamServer } from '../upstream/server.js'
@@ -54,7 +55,8 @@ export function isSecureClient (req: IncomingMessage, encrypted: boolean, truste
   if (encrypted) return true
   if (!trusted) return false
   const proto = req.headers['x-forwarded-proto']
-  return typeof proto === 'string' && proto.split(',')[0]!.trim().toLowerCase() === 'https'
+  // The first item is what the proxy nearest the client saw.
+  return typeof proto === 'string' && listTokens(proto)[0] === 'https'
 }
 
 /** Settings of the engine.io session table; see {@link SessionTable}. */
@@ -192,7 +194,5 @@ export class Stickiness {
   }
 }
 
-/** `head` (a response head ending in a blank line) with one more header line before the blank line. */
-export function addHeaderToHead (head: string, name: string, value: string): string {
-  return `${head.slice(0, -2)}${name}: ${value}\r\n\r\n`
-}
+// Re-exported until gateway.ts imports it from '../http-syntax.js' itself.
+export { addHeaderToHead } from '../http-syntax.js'

@@ -1,14 +1,10 @@
 import { createHash, createHmac } from 'node:crypto'
-import { InvalidOptionError } from '../errors.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
 // ---------------------------------------------------------------- cookie
 
 /** Characters of the cookie value: 22 base64url characters carry 132 bits of the HMAC. */
 const COOKIE_VALUE_LENGTH = 22
-
-/** A cookie name is an RFC 9110 token; anything else could split the Set-Cookie header. */
-const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 /** Cookie stickiness for one pool, from {@link createCookieSticky}. */
 export interface CookieSticky {
@@ -37,14 +33,13 @@ export interface CookieSticky {
  * `secret` configured), anyone who knows the pool's name and server URLs can
  * compute the values; configure `secret` when that matters.
  *
- * `maxAge` is in seconds, as the cookie's `Max-Age` attribute; without it the
- * cookie lasts for the browser session.
+ * `name` is a cookie name (an RFC 9110 token, which `normalizeOptions()`
+ * checks: anything else could split the Set-Cookie header). `maxAge` is in
+ * seconds, as the cookie's `Max-Age` attribute; without it the cookie lasts
+ * for the browser session.
  */
 export function createCookieSticky (opts: { name: string, secret: string, maxAge?: number }): CookieSticky {
   const { name, secret, maxAge } = opts
-  if (!COOKIE_NAME.test(name)) {
-    throw new InvalidOptionError('sticky.cookie.name', `must be a cookie name token (letters, digits, !#$%&'*+-.^_\`|~), got ${JSON.stringify(name)}`)
-  }
   const attributes = '; Path=/; HttpOnly; SameSite=Lax' +
     (maxAge === undefined ? '' : `; Max-Age=${Math.max(0, Math.floor(maxAge))}`)
   const prefix = name + '='
