@@ -426,7 +426,6 @@ export function filterRawResponseHeaders (raw: readonly string[]): string[] {
 }
 
 // Re-exported until upgrade.ts imports it from './http-syntax.js' itself.
-export { serializeHead } from './http-syntax.js'
 
 /**
  * The request's headers as earlier middleware left them, as a flat

@@ -17,7 +17,7 @@ import { filterResponseHeaders, headersAsEdited, rewriteRequestHeaders } from '.
 import { hostProblem } from './host.js'
 import type { NormalizedRoute } from './options.js'
 import { afterEarlierAnswers } from './pipelining.js'
-import { listsToken } from './proxy-upgrade.js'
+import { listsToken } from './http-syntax.js'
 import { sendAnswer } from './respond.js'
 import { serveStatus } from './status.js'
 import { isSecureClient } from './balance/stickiness.js'

@@ -15,13 +15,14 @@ import {
 } from './errors.js'
 import { withFailover } from './failover.js'
 import type { Gateway, Peer } from './gateway.js'
-import { filterRawResponseHeaders, headersAsEdited, rewriteRequestHeaders, serializeHead } from './headers.js'
+import { filterRawResponseHeaders, headersAsEdited, rewriteRequestHeaders } from './headers.js'
+import { addHeaderToHead, listsToken, listTokens, serializeHead } from './http-syntax.js'
 import { hostProblem } from './host.js'
 import type { NormalizedRoute } from './options.js'
 import { afterEarlierAnswers } from './pipelining.js'
 import { writeSocketAnswer } from './respond.js'
 import { Tunnel } from './tunnel.js'
-import { addHeaderToHead, isSecureClient } from './balance/stickiness.js'
+import { isSecureClient } from './balance/stickiness.js'
 import { connectUpstream } from './upstream/connect.js'
 import type { Pool } from './upstream/pool.js'
 import type { UpgradeResult, UpstreamServer } from './upstream/server.js'
@@ -72,13 +73,6 @@ export function acceptKey (key: string): string {
   return createHash('sha1').update(key + WS_GUID).digest('base64')
 }
 
-/** `header` (a comma-separated list such as Connection) names `token`, case-insensitively. */
-export function listsToken (header: string | undefined, token: string): boolean {
-  if (header === undefined) return false
-  for (const part of header.split(',')) if (part.trim().toLowerCase() === token) return true
-  return false
-}
-
 /**
  * Check an upgrade before any upstream is contacted. Returns the error to
  * answer with, or the lower-cased Upgrade token to forward.
@@ -90,7 +84,7 @@ export function validateUpgrade (req: IncomingMessage, allowed: ReadonlySet<stri
     return new BadUpgradeError('the Connection header must list "upgrade" (a proxy in front dropped it; with nginx: proxy_set_header Connection "upgrade")')
   }
   const upgrade = req.headers.upgrade ?? ''
-  const tokens = upgrade.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '')
+  const tokens = listTokens(upgrade)
   if (tokens.length !== 1) return new BadUpgradeError(`Upgrade must name exactly one protocol (got ${JSON.stringify(upgrade)})`)
   const token = tokens[0]!
   if (!allowed.has(token)) return new BadUpgradeError(`protocol ${JSON.stringify(token)} may not be tunnelled (allowed: ${[...allowed].join(', ')})`)

@@ -1,6 +1,7 @@
 import { STATUS_CODES, validateHeaderName, validateHeaderValue, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { SockgateError } from './errors.js'
+import { serializeHead } from './http-syntax.js'
 
 /** Seconds a client is asked to wait before retrying a 503. */
 export const RETRY_AFTER_SECONDS = 5
@@ -74,12 +75,14 @@ export function writeSocketAnswer (socket: Duplex, answer: Answer): void {
     return
   }
   const body = typeof answer.body === 'string' ? Buffer.from(answer.body) : answer.body
-  let head = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}\r\nConnection: close\r\n`
+  const fields = ['Connection', 'close']
   for (const [name, value] of Object.entries(answer.headers)) {
-    if (name !== 'content-length' && name !== 'connection') head += `${name}: ${value}\r\n`
+    if (name !== 'content-length' && name !== 'connection') fields.push(name, value)
   }
+  fields.push('content-length', String(body.length))
+  const head = serializeHead(`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}`, fields)
   socket.once('finish', () => socket.destroy())
-  socket.end(Buffer.concat([Buffer.from(`${head}content-length: ${body.length}\r\n\r\n`, 'latin1'), body]))
+  socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]))
 }
 
 /** {@link writeSocketAnswer} with the answer for `err`. */

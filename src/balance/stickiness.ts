@@ -195,4 +195,3 @@ export class Stickiness {
 }
 
 // Re-exported until gateway.ts imports it from '../http-syntax.js' itself.
-export { addHeaderToHead } from '../http-syntax.js'
