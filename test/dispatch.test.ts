@@ -149,21 +149,6 @@ test('dispatch: two gateways attached to one server each get only the upgrades o
   assert.deepEqual([...eventsA.errors, ...eventsB.errors], [])
 })
 
-test('dispatch: attach() twice on one server still makes one upstream handshake per upgrade', async (t) => {
-  const upstream = await namedUpstream(t, 'upstream')
-  const app = await appServer(t)
-  const gateway = attachGateway(t, app.server, { target: upstream.url })
-  assert.equal(gateway.attach(app.server), gateway)
-  const before = app.server.listenerCount('upgrade')
-  gateway.attach(app.server)
-  assert.equal(app.server.listenerCount('upgrade'), before)
-  const events = recordEvents(gateway)
-  assert.equal(await greeting(t, app.url + '/twice'), 'upstream')
-  assert.equal(upstream.handshakes(), 1)
-  assert.equal(events.opened.length, 1)
-  assert.deepEqual(events.errors, [])
-})
-
 test('dispatch: after gateway.close() an upgrade on its route gets 503 and the socket closes', async (t) => {
   const upstream = await namedUpstream(t, 'upstream')
   const app = await appServer(t)

@@ -484,37 +484,6 @@ test('forward: X-Forwarded-For from a trustProxy address is kept and the peer ap
 
 // Routing
 
-test('forward: handleRequest calls next() when no route matches', async (t) => {
-  const up = await recordingUpstream(t)
-  const gateway = createGateway({ target: up.url, routes: [{ host: 'chat.example.com', upstream: 'default' }] })
-  t.after(() => gateway.close())
-  let nextCalls = 0
-  const server = http.createServer((req, res) => {
-    gateway.handleRequest(req, res, () => {
-      nextCalls++
-      res.end('from the app')
-    })
-  })
-  const port = await listen(t, server)
-
-  const res = await supertest(`http://127.0.0.1:${port}`).get('/').set('Host', 'www.example.com')
-
-  assert.equal(res.text, 'from the app')
-  assert.equal(nextCalls, 1)
-  assert.equal(up.seen.length, 0)
-})
-
-test('forward: handleRequest without next() answers 404 when no route matches', async (t) => {
-  const up = await recordingUpstream(t)
-  const { url } = await gatewayServer(t, { target: up.url, routes: [{ path: '/api', upstream: 'default' }] })
-
-  const res = await supertest(url).get('/elsewhere')
-
-  assert.equal(res.status, 404)
-  assert.match(res.text, /No route matches/)
-  assert.equal(up.seen.length, 0)
-})
-
 test('forward: stripPrefix removes the route prefix before the request reaches the upstream', async (t) => {
   const up = await recordingUpstream(t)
   const { url } = await gatewayServer(t, { target: up.url, routes: [{ path: '/api', upstream: 'default', stripPrefix: true }] })
@@ -575,20 +544,6 @@ test('forward: an Upgrade request without Connection: upgrade is answered 400 na
   assert.match(answer.body, /upgrade/)
   assert.equal(up.connections(), 0)
   assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_BAD_UPGRADE'])
-})
-
-test('forward: after close() a request is answered 503 with Retry-After', async (t) => {
-  const up = await recordingUpstream(t)
-  const { url, gateway } = await gatewayServer(t, { target: up.url })
-  const events = recordEvents(gateway)
-  await gateway.close()
-
-  const res = await supertest(url).get('/')
-
-  assert.equal(res.status, 503)
-  assert.match(String(res.headers['retry-after']), /^\d+$/)
-  assert.equal(up.seen.length, 0)
-  assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_CLOSED'])
 })
 
 test('forward: a pool with no available server answers 503 with Retry-After', async (t) => {

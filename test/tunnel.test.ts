@@ -203,15 +203,6 @@ test('tunnel: close({ drain }) lets an open websocket work, refuses new upgrades
   assert.deepEqual(events.closed.map((e) => e.reason), ['drained'])
 })
 
-test('tunnel: close() without drain ends open tunnels with reason gateway-closed', async (t) => {
-  const { url, gateway, events } = await echoThroughGateway(t)
-  const ws = await openWs(t, url + '/closing')
-  await gateway.close()
-  assert.equal(gateway.status().tunnels.open, 0)
-  assert.ok(await wsClosedWithin(ws), 'the client never saw its socket close')
-  assert.deepEqual(events.closed.map((e) => e.reason), ['gateway-closed'])
-})
-
 test('tunnel: close({ drain }) resolves early once the last tunnel has closed by itself', async (t) => {
   const { url, gateway, events } = await echoThroughGateway(t)
   const ws = await openWs(t, url + '/leaving')

@@ -268,17 +268,3 @@ test('upgrade: frames sent in the same packet as the request reach the upstream 
   assert.ok(await eventually(() => client.text().endsWith('after')), `no reply in ${JSON.stringify(client.text())}`)
   assert.equal(beforeAnswer, 0, 'the early frame reached the upstream before its 101')
 })
-
-test('upgrade: a closing gateway answers a new upgrade 503 with Retry-After', async (t) => {
-  const upstream = await answeringUpstream(t, switchingProtocols)
-  const { gateway, server, port, events } = await gatewayTo(t, upstream.url)
-  await gateway.close()
-  assert.equal(server.listening, true)
-  const answer = await rawExchange(port, GOOD)
-  const { status, headers } = parseAnswer(answer.text)
-  assert.equal(status, 503, answer.text)
-  assert.equal(headers['retry-after'], '5')
-  await assertNothingOpen(gateway, answer.closed)
-  assert.equal(upstream.connections(), 0)
-  assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_CLOSED'])
-})
