@@ -43,8 +43,12 @@ export class NodeChild {
 
   get alive (): boolean { return this.#proc.exitCode === null && this.#proc.signalCode === null }
 
-  /** CPU and memory so far; with `gc`, after a full collection (the child runs with --expose-gc). */
-  stats (cmd: StatsRequest['cmd'] = 'stats'): Promise<ProcStats> {
+  /**
+   * CPU and memory so far; with `gc`, after a full collection (the child runs
+   * with --expose-gc); with `profile-start` / `profile-stop`, after starting or
+   * stopping a CPU profile that is then written to `file`.
+   */
+  stats (cmd: StatsRequest['cmd'] = 'stats', file?: string): Promise<ProcStats> {
     if (!this.alive || !this.#proc.connected) return Promise.reject(new Error(`child ${this.pid} has exited`))
     const id = this.#nextId++
     return new Promise((resolve, reject) => {
@@ -56,7 +60,7 @@ export class NodeChild {
         resolve: (stats) => { clearTimeout(timer); resolve(stats) },
         reject: (err) => { clearTimeout(timer); reject(err) },
       })
-      const request: StatsRequest = { id, cmd }
+      const request: StatsRequest = { id, cmd, file }
       this.#proc.send(request)
     })
   }

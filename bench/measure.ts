@@ -5,8 +5,9 @@
  * the parent sends `{ id, cmd }` and gets back `{ id, stats }`. nginx is not a
  * Node process, so `readProcStats()` reads the same figures from /proc.
  */
-import { readFileSync, readdirSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
+import { Session } from 'node:inspector/promises'
 
 /** What a process has used so far. */
 export interface ProcStats {
@@ -25,8 +26,12 @@ export type ChildEvent =
   | { type: 'ready', port: number }
   | { type: 'unavailable', reason: string }
 
-/** A request from the parent: `stats`, or `gc` (collect garbage, then stats). */
-export interface StatsRequest { id: number, cmd: 'stats' | 'gc' }
+/**
+ * A request from the parent: `stats`, or `gc` (collect garbage, then stats);
+ * `profile-start` and `profile-stop` (with `file`) bracket a CPU profile of
+ * the child written to `file` (the bench's `--cpu-prof`), answered with stats.
+ */
+export interface StatsRequest { id: number, cmd: 'stats' | 'gc' | 'profile-start' | 'profile-stop', file?: string }
 export interface StatsReply { id: number, stats: ProcStats }
 
 /** Figures of the current Node process. */
@@ -51,6 +56,14 @@ export function serveStats (accepted: () => number | undefined = () => undefined
     process.send?.(message)
   }
   process.on('message', (msg: StatsRequest) => {
+    if (msg.cmd === 'profile-start' || msg.cmd === 'profile-stop') {
+      const step = msg.cmd === 'profile-start' ? startProfile() : stopProfile(msg.file)
+      step.then(() => reply(msg.id), (err: unknown) => {
+        console.error('[bench] cpu profile:', err)
+        reply(msg.id)
+      })
+      return
+    }
     const gc = (globalThis as { gc?: () => void }).gc
     if (msg.cmd !== 'gc' || !gc) {
       reply(msg.id)
@@ -66,6 +79,34 @@ export function serveStats (accepted: () => number | undefined = () => undefined
   })
   // The parent going away (crash, Ctrl-C) must not leave this child running.
   process.on('disconnect', () => process.exit(0))
+}
+
+/** Sampling interval of `--cpu-prof` profiles, in microseconds (V8's default is 1000; finer shows short calls). */
+const PROFILE_INTERVAL_US = 250
+
+/** The in-process inspector session of the profile being taken, if any. */
+let profiler: Session | undefined
+
+/**
+ * Starts V8's sampling profiler in this process, through the inspector API
+ * rather than `node --cpu-prof`, so that a profile covers one measured window
+ * and not the start-up, the warm-up and the other rounds.
+ */
+async function startProfile (): Promise<void> {
+  profiler = new Session()
+  profiler.connect()
+  await profiler.post('Profiler.enable')
+  await profiler.post('Profiler.setSamplingInterval', { interval: PROFILE_INTERVAL_US })
+  await profiler.post('Profiler.start')
+}
+
+/** Stops the profiler and writes its profile (Chrome's .cpuprofile JSON) to `file`. */
+async function stopProfile (file: string | undefined): Promise<void> {
+  if (!profiler) return
+  const { profile } = await profiler.post('Profiler.stop')
+  profiler.disconnect()
+  profiler = undefined
+  if (file !== undefined) writeFileSync(file, JSON.stringify(profile))
 }
 
 /** Sends one event to the parent. */

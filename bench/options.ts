@@ -16,6 +16,8 @@ export interface BenchOptions {
   quick: boolean
   /** Also run bench/balance.ts (balancing methods with 3 upstreams) at the end. */
   balance: boolean
+  /** Where to write a CPU profile of each Node proxy's measured windows (`--cpu-prof=DIR`), if anywhere. */
+  cpuProf: string | undefined
 }
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -26,6 +28,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --seconds=S          measured seconds per window (default 1.2, quick 0.4)
   --warmup=S           unmeasured seconds before each window (default 0.25, quick 0.15)
   --tunnels=N          idle tunnels for idle-rss (default 1000)
+  --cpu-prof=DIR       write a CPU profile of every Node proxy's measured window to DIR
+                       (<workload>-<target>-r<round>.cpuprofile; read with bench/profile-summary.ts);
+                       profiling adds CPU, so compare those figures only with each other
   --no-balance         skip the balancing-method run at the end (skipped anyway with --only or --targets)
   --help`
 
@@ -44,6 +49,11 @@ function positive (name: string, value: string, integer: boolean): number {
   return n
 }
 
+function nonEmpty (name: string, value: string): string {
+  if (value === '') throw new Error(`--${name} needs a directory`)
+  return value
+}
+
 /** Parses argv; throws with a message on anything it does not understand. Returns undefined for --help. */
 export function parseOptions (argv: string[]): BenchOptions | undefined {
   const quick = argv.includes('--quick')
@@ -57,11 +67,12 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
     tunnels: 1000,
     quick,
     balance: !argv.includes('--no-balance') && !argv.some((a) => a.startsWith('--only=') || a.startsWith('--targets=')),
+    cpuProf: undefined,
   }
   for (const arg of argv) {
     if (arg === '--quick' || arg === '--no-balance') continue
     if (arg === '--help' || arg === '-h') return undefined
-    const match = /^--([a-z]+)=(.*)$/.exec(arg)
+    const match = /^--([a-z-]+)=(.*)$/.exec(arg)
     const [, name, value = ''] = match ?? []
     switch (name) {
       case 'only': options.workloads = list(value, WORKLOADS.map((w) => w.name), 'workload'); break
@@ -70,6 +81,7 @@ export function parseOptions (argv: string[]): BenchOptions | undefined {
       case 'seconds': options.seconds = positive(name, value, false); break
       case 'warmup': options.warmup = positive(name, value, false); break
       case 'tunnels': options.tunnels = positive(name, value, true); break
+      case 'cpu-prof': options.cpuProf = nonEmpty(name, value); break
       default: throw new Error(`unknown option ${arg}\n${USAGE}`)
     }
   }

@@ -3,6 +3,7 @@
  * proxy, run the rounds interleaved (A B C, A B C, ...) and stop the proxies;
  * the idle workload starts a fresh proxy for each measurement.
  */
+import { join } from 'node:path'
 import type { NodeChild } from './children.js'
 import { machineBusySeconds, median } from './measure.js'
 import type { BenchOptions } from './options.js'
@@ -30,9 +31,15 @@ export function errorText (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-/** Lets the session run for the warm-up, then counts operations and reads CPU over the window. */
-async function measureWindow (session: Session, target: Target, ctx: RunContext, warmup: number): Promise<Omit<WindowResult, 'round' | 'target'>> {
+/**
+ * Lets the session run for the warm-up, then counts operations and reads CPU
+ * over the window. With `--cpu-prof`, a Node proxy is profiled over exactly
+ * that window and the profile written to `profileFile`.
+ */
+async function measureWindow (session: Session, target: Target, ctx: RunContext, warmup: number, profileFile: string | undefined): Promise<Omit<WindowResult, 'round' | 'target'>> {
   await sleep(warmup * 1000)
+  const profiled = profileFile !== undefined && target.profile !== undefined
+  if (profiled) await target.profile!('start')
   const [p0, u0] = await Promise.all([target.stats?.(), ctx.upstream.stats()])
   const m0 = machineBusySeconds()
   const c0 = process.cpuUsage()
@@ -46,6 +53,7 @@ async function measureWindow (session: Session, target: Target, ctx: RunContext,
   const client = process.cpuUsage(c0)
   const m1 = machineBusySeconds()
   const [p1, u1] = await Promise.all([target.stats?.(), ctx.upstream.stats()])
+  if (profiled) await target.profile!('stop', profileFile)
   if (ops === 0) return { failed: `no operation completed (${errors} errors)` }
   const clientCpuSeconds = (client.user + client.system) / 1e6
   const proxyCpuSeconds = p0 && p1 ? (p1.cpuUs - p0.cpuUs) / 1e6 : 0
@@ -80,7 +88,8 @@ async function measureLoad (workload: LoadWorkload, target: Target, round: numbe
   const setupMs = performance.now() - began
   let figures: Omit<WindowResult, 'round' | 'target'>
   try {
-    figures = await measureWindow(session, target, ctx, warmup)
+    const profileFile = options.cpuProf === undefined ? undefined : join(options.cpuProf, `${workload.name}-${target.name}-r${round}.cpuprofile`)
+    figures = await measureWindow(session, target, ctx, warmup, profileFile)
   } catch (err) {
     figures = { failed: errorText(err) }
   }

@@ -109,6 +109,10 @@ async function main (): Promise<void> {
   if (load > os.cpus().length / 2) console.log(`note: load average is ${load.toFixed(1)} before starting; other work on this machine will add noise`)
   console.log('')
 
+  if (options.cpuProf !== undefined) {
+    mkdirSync(options.cpuProf, { recursive: true })
+    console.log(`note: --cpu-prof: Node proxies are profiled in their measured windows (profiles in ${options.cpuProf}); their CPU figures include the profiler`)
+  }
   const up = await startNodeChild(fileURLToPath(new URL('./upstreams.ts', import.meta.url)), [])
   if (!up.ok) {
     console.error(`upstream child failed: ${up.reason}`)

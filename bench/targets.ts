@@ -20,6 +20,8 @@ export interface Target {
   port: number
   /** The proxy's own figures; absent for `direct`. `gc` collects garbage first where the proxy can. */
   stats?: (cmd?: 'stats' | 'gc') => Promise<ProcStats>
+  /** Node proxies only: start a CPU profile, or stop it and write it to `file` (the bench's `--cpu-prof`). */
+  profile?: (action: 'start' | 'stop', file?: string) => Promise<void>
   stop: () => Promise<void>
 }
 
@@ -43,7 +45,16 @@ export async function startTarget (name: string, upstreamPort: number): Promise<
       const started = await startNodeChild(CHILD_ENTRY, [name, `http://127.0.0.1:${upstreamPort}`])
       if (!started.ok) return { ok: false, name, reason: started.reason }
       const { child, port } = started
-      return { ok: true, target: { name, port, stats: (cmd) => child.stats(cmd), stop: () => child.stop() } }
+      return {
+        ok: true,
+        target: {
+          name,
+          port,
+          stats: (cmd) => child.stats(cmd),
+          profile: async (action, file) => { await child.stats(action === 'start' ? 'profile-start' : 'profile-stop', file) },
+          stop: () => child.stop(),
+        },
+      }
     }
     return { ok: false, name, reason: `unknown target (known: ${ALL_TARGETS.join(', ')})` }
   } catch (err) {

@@ -9,12 +9,34 @@ const LINGER_MS = 10_000
 const KEEPALIVE_MS = 30_000
 
 /**
- * Two sockets piped into each other with backpressure (`pipe` pauses the
- * reader while the writer's buffer is full, so a slow reader bounds memory).
- * A FIN from one side is passed on as a FIN to the other (half-close); an
- * error on either side destroys both; the first cause is the reason reported.
- * Bytes are read off the sockets' own counters at the end, so the data path
- * pays nothing per chunk.
+ * Copy what `from` reads into `to` with backpressure: `from` stops reading
+ * while `to`'s buffer is full and goes on at its 'drain', so a slow reader
+ * bounds memory. A FIN from `from` is passed on as a FIN (half-close).
+ *
+ * This is the part of `pipe()` a tunnel needs. `pipe()` also puts error,
+ * close, finish and unpipe listeners on both ends (nine closures and a pipe
+ * state per direction); the tunnel handles errors and closes itself, so those
+ * only cost memory per idle tunnel and work per handshake (issue 10).
+ */
+function pump (from: Duplex, to: Duplex): void {
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk)) from.pause()
+  })
+  to.on('drain', () => from.resume())
+  // Ending an ended or destroyed writable only builds an error nobody reads.
+  from.on('end', () => {
+    if (!to.writableEnded && !to.destroyed) to.end()
+  })
+  // The handshake left it paused (holdEarlyData) or flowing with no reader; either way, read now.
+  from.resume()
+}
+
+/**
+ * Two sockets pumped into each other with backpressure (see `pump`). A FIN
+ * from one side is passed on as a FIN to the other (half-close); an error on
+ * either side destroys both; the first cause is the reason reported. Bytes
+ * are read off the sockets' own counters at the end, so the data path pays
+ * nothing per chunk.
  */
 export class Tunnel {
   readonly info: TunnelOpenEvent
@@ -52,13 +74,14 @@ export class Tunnel {
     }
     client.on('error', (err) => this.fail('client-error', err))
     upstream.on('error', (err) => this.fail('upstream-error', err))
-    client.on('timeout', () => this.fail('idle-timeout'))
-    upstream.on('timeout', () => this.fail('idle-timeout'))
+    // A 'timeout' can only come from an armed socket timer: timeouts.idle's, or one the
+    // application's server set on the client socket (`server.timeout`), which ends it as before.
+    if (idleMs > 0 || (c.timeout ?? 0) > 0) client.on('timeout', () => this.fail('idle-timeout'))
+    if (idleMs > 0) upstream.on('timeout', () => this.fail('idle-timeout'))
     client.on('close', () => this.sideClosed('client-closed', upstream))
     upstream.on('close', () => this.sideClosed('upstream-closed', client))
-    client.pipe(upstream)
-    upstream.pipe(client)
-    client.resume()
+    pump(client, upstream)
+    pump(upstream, client)
   }
 
   /** End the tunnel now (gateway close, drain deadline). */
@@ -81,7 +104,7 @@ export class Tunnel {
     this.reason ??= reason
     this.closedSides++
     if (this.closedSides === 1) {
-      // `pipe` has usually ended the other side's writable (FIN) already; ending it twice would only
+      // `pump` has usually ended the other side's writable (FIN) already; ending it twice would only
       // build an error. Give it a bounded time to flush and close.
       if (!other.writableEnded) other.end()
       this.lingerTimer = setTimeout(() => other.destroy(), LINGER_MS).unref()
