@@ -5,6 +5,8 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import http from 'node:http'
 import { WebSocket } from 'ws'
 import type { ServerOption } from '../src/index.js'
@@ -198,4 +200,39 @@ test('pool: removing a server releases the gateway\'s kept-alive connections to 
   assert.equal(sockets.size, 1)
   gateway.pool('app').remove(nodes[1]!.url)
   assert.ok(await eventually(() => sockets.size === 0, 3_000))
+})
+
+test('pool: a gateway that only tunnels WebSockets never loads undici; the first forwarded request does', async () => {
+  // A process of its own: this one has undici loaded already (the tests use it).
+  const script = `
+    import http from 'node:http'
+    import { createRequire } from 'node:module'
+    import { WebSocket, WebSocketServer } from 'ws'
+    import { createGateway } from './src/index.ts'
+    const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((f) => f.includes('/node_modules/undici/'))
+    const listen = (s) => new Promise((r) => s.listen(0, '127.0.0.1', () => r(s.address().port)))
+    const upstream = http.createServer((_req, res) => res.end('page'))
+    new WebSocketServer({ server: upstream }).on('connection', (ws) => ws.on('message', (m) => ws.send(m)))
+    const gateway = createGateway({ target: 'http://127.0.0.1:' + await listen(upstream) })
+    const server = http.createServer((req, res) => gateway.handleRequest(req, res))
+    const port = await listen(gateway.attach(server) && server)
+    const ws = new WebSocket('ws://127.0.0.1:' + port + '/')
+    await new Promise((r) => ws.on('open', r))
+    ws.send('hi')
+    const echo = await new Promise((r) => ws.on('message', (m) => r(String(m))))
+    const afterTunnel = loaded()
+    const page = await (await fetch('http://127.0.0.1:' + port + '/')).text()
+    console.log(JSON.stringify({ echo, afterTunnel, page, afterRequest: loaded() }))
+    process.exit(0)
+  `
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: process.cwd(), stdio: 'pipe' })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  const killer = setTimeout(() => child.kill(), 20_000)
+  const [code] = await once(child, 'exit') as [number | null]
+  clearTimeout(killer)
+  assert.equal(code, 0, stderr)
+  assert.deepEqual(JSON.parse(stdout), { echo: 'hi', afterTunnel: false, page: 'page', afterRequest: true })
 })
