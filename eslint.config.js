@@ -1,5 +1,5 @@
 import neostandard from 'neostandard'
 
 export default [
-  ...neostandard({ ts: true, ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'demo/public/**'] }),
+  ...neostandard({ ts: true, ignores: ['dist/**', '.bench-build/**', 'node_modules/**', 'coverage/**', 'demo/public/**'] }),
 ]

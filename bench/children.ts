@@ -1,9 +1,45 @@
 /**
  * Parent side of a Node child (the upstreams or one proxy): fork it, wait for
  * its port, ask it for stats, stop it by its own PID.
+ *
+ * Children run compiled JavaScript with no loader, as an app runs in
+ * production: the TypeScript loader (tsx) adds a module-hooks thread and
+ * tens of MB of RSS to every process, and a heap the size of a second
+ * library, which changes how V8 collects garbage under load. The project
+ * and the bench are compiled once per run into `.bench-build/` (inside the
+ * project, so packages resolve from its node_modules).
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { ChildEvent, ProcStats, StatsReply, StatsRequest } from './measure.js'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const BUILD = join(ROOT, '.bench-build')
+let built = false
+
+/** Compile src/, adapters/ and bench/ into `.bench-build/` (once per run). */
+function buildOnce (): void {
+  if (built) return
+  mkdirSync(BUILD, { recursive: true })
+  const tsconfig = join(BUILD, 'tsconfig.json')
+  writeFileSync(tsconfig, JSON.stringify({
+    extends: join(ROOT, 'tsconfig.json'),
+    compilerOptions: { rootDir: ROOT, outDir: BUILD, noEmit: false, declaration: false, sourceMap: false, incremental: true, tsBuildInfoFile: join(BUILD, 'tsbuildinfo') },
+    include: ['src', 'adapters', 'bench'].map((d) => join(ROOT, d)),
+  }))
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
+  execFileSync(process.execPath, [tsc, '-p', tsconfig], { stdio: 'inherit' })
+  built = true
+}
+
+/** The compiled file of a `.ts` entry of this project. */
+function compiledEntry (entry: string): string {
+  buildOnce()
+  return join(BUILD, dirname(relative(ROOT, entry)), relative(dirname(entry), entry).replace(/\.ts$/, '.js'))
+}
 
 const READY_TIMEOUT_MS = 30_000
 const REQUEST_TIMEOUT_MS = 10_000
@@ -77,12 +113,13 @@ export class NodeChild {
 }
 
 /**
- * Forks `entry` (a .ts file run through tsx, with --expose-gc so RSS can be read
- * after a collection) and waits for its `ready` or `unavailable` event.
+ * Forks `entry` (a .ts file of this project, run compiled, with --expose-gc so
+ * RSS can be read after a collection) and waits for its `ready` or
+ * `unavailable` event.
  */
 export function startNodeChild (entry: string, args: string[]): Promise<StartResult> {
-  const proc = fork(entry, args, {
-    execArgv: ['--import', 'tsx', '--expose-gc'],
+  const proc = fork(compiledEntry(entry), args, {
+    execArgv: ['--expose-gc'],
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   })
   const child = new NodeChild(proc)

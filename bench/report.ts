@@ -1,6 +1,6 @@
 /** Per-round results, their medians, and the text table printed after each workload. */
 import { median } from './measure.js'
-import type { Workload } from './workloads/types.js'
+import type { CpuTargets, Workload } from './workloads/types.js'
 
 /** One measurement window of one target in one round. */
 export interface WindowResult {
@@ -57,7 +57,7 @@ export interface WorkloadResult {
   otherCores: number
   title: string
   unit: string
-  budget: number
+  targets: CpuTargets | { bytesPerTunnel: number }
   unavailable: Record<string, string>
   windows: WindowResult[]
   summary: SummaryRow[]
@@ -109,44 +109,77 @@ function fmt (n: number, digits = 0): string {
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
-function budgetMark (workload: Workload, row: SummaryRow): string {
-  if (!row.target.startsWith('sockgate') || row.failed) return ''
-  if (workload.kind === 'idle') return row.value <= workload.budgetBytes ? 'ok' : 'OVER'
-  if (!Number.isFinite(workload.cpuBudget) || !Number.isFinite(row.cpuPer100k)) return ''
-  return row.cpuPer100k <= workload.cpuBudget ? 'ok' : 'OVER'
+/** Node proxies sockgate is measured against (not its own adapters). */
+const NODE_PEERS = ['http-proxy', 'hpm']
+
+/** One of sockgate's targets checked against this run's figures. */
+export interface TargetCheck {
+  what: string
+  actual: string
+  ok: boolean
+}
+
+/** The core's targets for `workload`, each checked against figures of this run; those it lacks a figure for are left out. */
+export function checkTargets (workload: Workload, rows: SummaryRow[]): TargetCheck[] {
+  const row = rows.find((r) => r.target === 'sockgate' && !r.failed)
+  if (row === undefined) return []
+  if (workload.kind === 'idle') {
+    return [{ what: `<= ${fmt(workload.budgetBytes / 1024)} KiB per idle tunnel`, actual: `${fmt(row.value / 1024, 1)} KiB`, ok: row.value <= workload.budgetBytes }]
+  }
+  const checks: TargetCheck[] = []
+  const cpuOf = (names: string[]): number => Math.min(...rows.filter((r) => names.includes(r.target) && !r.failed).map((r) => r.cpuPer100k).filter(Number.isFinite))
+  const ratio = (limit: number | undefined, names: string[], label: string): void => {
+    const base = cpuOf(names)
+    if (limit === undefined || !Number.isFinite(base) || !Number.isFinite(row.cpuPer100k)) return
+    const r = row.cpuPer100k / base
+    checks.push({ what: `CPU <= ${fmt(limit, 2)}x ${label}`, actual: `${fmt(r, 2)}x`, ok: r <= limit })
+  }
+  const { vsNodePeers, vsNginx, peakRssMb } = workload.targets
+  ratio(vsNodePeers, NODE_PEERS, 'the cheapest Node peer')
+  ratio(vsNginx, ['nginx'], 'nginx')
+  if (peakRssMb !== undefined && Number.isFinite(row.peakRssMb)) {
+    checks.push({ what: `peak RSS <= ${fmt(peakRssMb)} MB`, actual: `${fmt(row.peakRssMb, 1)} MB`, ok: row.peakRssMb <= peakRssMb })
+  }
+  return checks
+}
+
+function targetMark (row: SummaryRow, checks: TargetCheck[]): string {
+  if (row.target !== 'sockgate' || row.failed || checks.length === 0) return ''
+  return checks.every((c) => c.ok) ? 'ok' : 'OVER'
 }
 
 /** The table printed for one workload. */
 export function formatTable (workload: Workload, rows: SummaryRow[], unavailable: Record<string, string>, otherCores = 0): string {
   const idle = workload.kind === 'idle'
   const unit = idle ? 'KiB/tunnel' : workload.unit
+  const checks = checkTargets(workload, rows)
   const header = idle
-    ? ['target', unit, 'vs sockgate', 'peak RSS MB', 'budget']
-    : ['target', unit, 'vs direct', 'vs sockgate', 'CPU s/100k', 'peak RSS MB', 'spread', 'errors', 'budget']
+    ? ['target', unit, 'vs sockgate', 'peak RSS MB', 'goals']
+    : ['target', unit, 'vs direct', 'vs sockgate', 'CPU s/100k', 'peak RSS MB', 'spread', 'errors', 'goals']
   const lines = rows.map((row) => {
     if (row.failed) return [row.target, `failed: ${row.failed}`]
     if (idle) {
-      return [row.target, fmt(row.value / 1024, 1), fmt(row.vsSockgate, 2), fmt(row.peakRssMb, 1), budgetMark(workload, row)]
+      return [row.target, fmt(row.value / 1024, 1), fmt(row.vsSockgate, 2), fmt(row.peakRssMb, 1), targetMark(row, checks)]
     }
     const digits = row.value < 100 ? 1 : 0
     return [
       row.target, fmt(row.value, digits), fmt(row.vsDirect, 2), fmt(row.vsSockgate, 2), fmt(row.cpuPer100k, 2),
-      fmt(row.peakRssMb, 1), Number.isFinite(row.spread) ? `±${fmt(row.spread * 50, 0)}%` : '-', fmt(row.errors), budgetMark(workload, row),
+      fmt(row.peakRssMb, 1), Number.isFinite(row.spread) ? `±${fmt(row.spread * 50, 0)}%` : '-', fmt(row.errors), targetMark(row, checks),
     ]
   })
   const widths = header.map((h, i) => Math.max(h.length, ...lines.filter((l) => l.length > 2).map((l) => (l[i] ?? '').length)))
   const render = (cells: string[]): string => cells.length === 2 && cells[1]!.startsWith('failed')
     ? `  ${cells[0]!.padEnd(widths[0]!)}  ${cells[1]}`
     : '  ' + cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd()
-  const budget = idle
-    ? `budget (sockgate): <= ${fmt(workload.budgetBytes / 1024)} KiB per idle tunnel`
-    : Number.isFinite(workload.cpuBudget) ? `budget (sockgate): <= ${fmt(workload.cpuBudget, 1)} s CPU per 100k ops` : 'no budget set'
+  const goals = checks.length === 0
+    ? 'goals (sockgate): none checked in this run'
+    : `goals (sockgate, this run): ${checks.map((c) => `${c.what}: ${c.actual} ${c.ok ? 'ok' : 'OVER'}`).join('; ')}`
   const out = [
     `${workload.name}: ${workload.title}`,
     render(header),
     render(header.map((_h, i) => '-'.repeat(widths[i]!))),
     ...lines.map(render),
-    `  ${budget}`,
+    `  ${goals}`,
   ]
   for (const [name, reason] of Object.entries(unavailable)) out.push(`  ${name}: unavailable: ${reason}`)
   if (otherCores >= BUSY_CORES) {

@@ -193,7 +193,7 @@ export async function runWorkload (workload: Workload, ctx: RunContext): Promise
     name: workload.name,
     title: workload.title,
     unit: workload.kind === 'idle' ? 'bytes/tunnel' : workload.unit,
-    budget: workload.kind === 'idle' ? workload.budgetBytes : workload.cpuBudget,
+    targets: workload.kind === 'idle' ? { bytesPerTunnel: workload.budgetBytes } : workload.targets,
     seconds: (performance.now() - began) / 1000,
     startMs,
     otherCores: median(windows.map((w) => w.otherCores ?? NaN)),

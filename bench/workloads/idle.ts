@@ -50,5 +50,5 @@ export const idleRss: IdleWorkload = {
   name: 'idle-rss',
   title: `RSS growth per idle WebSocket tunnel (1000 opened on top of ${BASE_TUNNELS} already open)`,
   tunnels: 1000,
-  budgetBytes: 20 * 1024,
+  budgetBytes: 10 * 1024,
 }
