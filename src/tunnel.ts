@@ -8,25 +8,52 @@ const LINGER_MS = 10_000
 /** TCP keepalive probe delay when `timeouts.idle` is 0, so dead peers are found without closing idle tunnels. */
 const KEEPALIVE_MS = 30_000
 
+/** The socket at the other end of the tunnel, and the tunnel itself, kept on each of its two sockets. */
+const kPeer = Symbol('sockgate.tunnelPeer')
+const kTunnel = Symbol('sockgate.tunnel')
+
+type TunnelSocket = Duplex & { [kPeer]: TunnelSocket, [kTunnel]: Tunnel }
+
+/*
+ * The listeners are shared by every tunnel and find their sockets through
+ * `this` (the emitter) and the two properties above: an idle tunnel then
+ * holds no closure of its own, which is most of what it would cost in heap.
+ */
+
+/** Copy what one side reads to the other; stop reading while the other's buffer is full (a slow reader bounds memory). */
+function onData (this: TunnelSocket, chunk: Buffer): void {
+  if (!this[kPeer].write(chunk)) this.pause()
+}
+
+/** The buffer of this side emptied: the other side may read again. */
+function onDrain (this: TunnelSocket): void {
+  this[kPeer].resume()
+}
+
+/** A FIN read on one side is passed on as a FIN (half-close). Ending an ended or destroyed writable only builds an error. */
+function onEnd (this: TunnelSocket): void {
+  const to = this[kPeer]
+  if (!to.writableEnded && !to.destroyed) to.end()
+}
+
+function onClientError (this: TunnelSocket, err: Error): void { this[kTunnel].fail('client-error', err) }
+function onUpstreamError (this: TunnelSocket, err: Error): void { this[kTunnel].fail('upstream-error', err) }
+function onIdle (this: TunnelSocket): void { this[kTunnel].fail('idle-timeout') }
+function onClientClose (this: TunnelSocket): void { this[kTunnel].sideClosed('client-closed', this[kPeer]) }
+function onUpstreamClose (this: TunnelSocket): void { this[kTunnel].sideClosed('upstream-closed', this[kPeer]) }
+
 /**
  * Copy what `from` reads into `to` with backpressure: `from` stops reading
- * while `to`'s buffer is full and goes on at its 'drain', so a slow reader
- * bounds memory. A FIN from `from` is passed on as a FIN (half-close).
- *
- * This is the part of `pipe()` a tunnel needs. `pipe()` also puts error,
+ * while `to`'s buffer is full and goes on at its 'drain'; a FIN is passed on.
+ * This is the part of `pipe()` a tunnel needs: `pipe()` also puts error,
  * close, finish and unpipe listeners on both ends (nine closures and a pipe
- * state per direction); the tunnel handles errors and closes itself, so those
- * only cost memory per idle tunnel and work per handshake (issue 10).
+ * state per direction), which the tunnel does not use (issue 10).
  */
-function pump (from: Duplex, to: Duplex): void {
-  from.on('data', (chunk: Buffer) => {
-    if (!to.write(chunk)) from.pause()
-  })
-  to.on('drain', () => from.resume())
-  // Ending an ended or destroyed writable only builds an error nobody reads.
-  from.on('end', () => {
-    if (!to.writableEnded && !to.destroyed) to.end()
-  })
+function pump (from: TunnelSocket, to: TunnelSocket): void {
+  from[kPeer] = to
+  from.on('data', onData)
+  to.on('drain', onDrain)
+  from.on('end', onEnd)
   // The handshake left it paused (holdEarlyData) or flowing with no reader; either way, read now.
   from.resume()
 }
@@ -72,16 +99,20 @@ export class Tunnel {
       if (idleMs > 0) s.setTimeout?.(idleMs)
       else s.setKeepAlive?.(true, KEEPALIVE_MS)
     }
-    client.on('error', (err) => this.fail('client-error', err))
-    upstream.on('error', (err) => this.fail('upstream-error', err))
+    const a = client as TunnelSocket
+    const b = upstream as unknown as TunnelSocket
+    a[kTunnel] = this
+    b[kTunnel] = this
+    a.on('error', onClientError)
+    b.on('error', onUpstreamError)
     // A 'timeout' can only come from an armed socket timer: timeouts.idle's, or one the
     // application's server set on the client socket (`server.timeout`), which ends it as before.
-    if (idleMs > 0 || (c.timeout ?? 0) > 0) client.on('timeout', () => this.fail('idle-timeout'))
-    if (idleMs > 0) upstream.on('timeout', () => this.fail('idle-timeout'))
-    client.on('close', () => this.sideClosed('client-closed', upstream))
-    upstream.on('close', () => this.sideClosed('upstream-closed', client))
-    pump(client, upstream)
-    pump(upstream, client)
+    if (idleMs > 0 || (c.timeout ?? 0) > 0) a.on('timeout', onIdle)
+    if (idleMs > 0) b.on('timeout', onIdle)
+    pump(a, b)
+    pump(b, a)
+    a.on('close', onClientClose)
+    b.on('close', onUpstreamClose)
   }
 
   /** End the tunnel now (gateway close, drain deadline). */
@@ -91,7 +122,8 @@ export class Tunnel {
     this.upstream.destroy()
   }
 
-  private fail (reason: TunnelCloseReason, err?: Error): void {
+  /** @internal One side failed (error, idle timeout): both go, and the first cause is the reason. */
+  fail (reason: TunnelCloseReason, err?: Error): void {
     if (this.reason === undefined) {
       this.reason = reason
       this.error = err
@@ -100,7 +132,8 @@ export class Tunnel {
     this.upstream.destroy()
   }
 
-  private sideClosed (reason: TunnelCloseReason, other: Duplex): void {
+  /** @internal One side closed: the other gets a bounded time to flush, then the tunnel is over. */
+  sideClosed (reason: TunnelCloseReason, other: Duplex): void {
     this.reason ??= reason
     this.closedSides++
     if (this.closedSides === 1) {
