@@ -8,6 +8,7 @@
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 import { Session } from 'node:inspector/promises'
+import { getHeapSpaceStatistics } from 'node:v8'
 
 /** What a process has used so far. */
 export interface ProcStats {
@@ -19,6 +20,8 @@ export interface ProcStats {
   maxRss: number
   /** TCP connections the process has accepted (upstream child only). */
   accepted?: number
+  /** Bytes of V8's young generation resident in memory now (Node processes only). */
+  youngGen?: number
 }
 
 /** Messages a child sends on its own. */
@@ -43,6 +46,7 @@ export function ownStats (accepted?: number): ProcStats {
     // resourceUsage().maxRSS is in KiB on Linux.
     maxRss: process.resourceUsage().maxRSS * 1024,
     accepted,
+    youngGen: getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.physical_space_size,
   }
 }
 
