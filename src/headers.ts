@@ -425,8 +425,6 @@ export function filterRawResponseHeaders (raw: readonly string[]): string[] {
   return out
 }
 
-// Re-exported until upgrade.ts imports it from './http-syntax.js' itself.
-
 /**
  * The request's headers as earlier middleware left them, as a flat
  * `[name, value, ...]` list for {@link rewriteRequestHeaders}. Node parses

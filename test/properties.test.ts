@@ -97,7 +97,7 @@ const headerOptions: fc.Arbitrary<NormalizedHeaderOptions> = fc.record({
   return normalizeHeaderOptions({ ...o, ...(edits.length > 0 ? { set, remove } : {}) })
 })
 
-/** The context the gateway builds for a peer (src/gateway.ts), with the client address resolved the way it does. */
+/** The context the gateway builds for a peer (Gateway.headerContext), with the client address resolved the way it does. */
 function contextFor (raw: readonly string[], address: string, trustOpt: false | true | string[], upgrade: string | null): RewriteContext {
   const trust = compileTrust(trustOpt)
   const trusted = trust(address, 0)

@@ -1,7 +1,7 @@
 /**
  * The gateway of the chaos run, in a process of its own so that its crashes,
  * fds and RSS can be seen from outside:
- * `node --import tsx --expose-gc bench/chaos/gateway.ts <node port>...`.
+ * `node --expose-gc .bench-build/bench/chaos/gateway.js <node port>...` (compiled by bench/children.ts).
  *
  * createGateway() on a bare node:http server with the default pool options
  * (two or more servers, so engine.io stickiness is on), short engine.io

@@ -193,5 +193,3 @@ export class Stickiness {
     return this.cookie.setCookie(server, secure)
   }
 }
-
-// Re-exported until gateway.ts imports it from '../http-syntax.js' itself.
