@@ -236,14 +236,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /**
-   * Run the `authorize` hook. Resolves with true when the request may go on;
-   * otherwise the hook's answer (or, when it failed, a 500) has been given
-   * through `answer`/`fail`, and the caller stops. @internal
+   * Run the `authorize` hook. True (at once, when there is no hook: no
+   * promise and no microtask turn per request) or resolves with true when
+   * the request may go on; otherwise the hook's answer (or, when it failed,
+   * a 500) has been given through `answer`/`fail`, and the caller stops.
+   * @internal
    */
-  async authorized (req: IncomingMessage, route: NormalizedRoute, kind: 'http' | 'upgrade', peer: Peer | undefined,
-    answer: (a: Answer) => void, fail: (err: SockgateError) => void): Promise<boolean> {
+  authorized (req: IncomingMessage, route: NormalizedRoute, kind: 'http' | 'upgrade', peer: Peer | undefined,
+    answer: (a: Answer) => void, fail: (err: SockgateError) => void): true | Promise<boolean> {
     const authorize = this.options.authorize
     if (authorize === null) return true
+    return this.runAuthorize(authorize, req, route, kind, peer, answer, fail)
+  }
+
+  private async runAuthorize (authorize: NonNullable<NormalizedOptions['authorize']>, req: IncomingMessage, route: NormalizedRoute,
+    kind: 'http' | 'upgrade', peer: Peer | undefined, answer: (a: Answer) => void, fail: (err: SockgateError) => void): Promise<boolean> {
     let verdict: Answer | null
     try {
       verdict = verdictAnswer(await authorize(req))

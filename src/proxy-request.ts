@@ -107,8 +107,9 @@ class HttpExchange {
   async run (): Promise<void> {
     const { gateway, req, res, route, pool, peer } = this
     try {
-      const passed = await gateway.authorized(req, route, 'http', peer,
+      const check = gateway.authorized(req, route, 'http', peer,
         (a) => sendAnswer(res, a, false), (err) => gateway.answerFailure(req, res, err, this.onFailure))
+      const passed = check === true || await check
       if (!passed || res.destroyed) return
       const limit = gateway.options.limits.body
       // A body parser mounted before sockgate has spent the stream: send what it parsed, encoded again.

@@ -132,14 +132,14 @@ class UpgradeExchange {
     socket.once('end', this.onGone)
     this.early = holdEarlyData(socket, head)
     try {
-      const passed = await gateway.authorized(req, route, 'upgrade', peer, (a) => {
+      const check = gateway.authorized(req, route, 'upgrade', peer, (a) => {
         this.settle()
         writeSocketAnswer(socket, a)
       }, (err) => {
         this.settle()
         gateway.answerFailure(req, socket, err)
       })
-      if (!passed) return
+      if (check !== true && !await check) return
       if (cancel.cancelled) throw new ClientAbortedError()
       const ctx = { req, clientAddress: peer.clientAddress, now: Date.now() }
       const path = gateway.targetPath(route, req.url ?? '/')
