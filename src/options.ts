@@ -305,12 +305,21 @@ function normalizeHost (value: unknown, path: string): HostMatcher {
   if (value === undefined) return { kind: 'any' }
   if (value instanceof RegExp) return { kind: 'regexp', re: statelessRegExp(value) }
   if (typeof value !== 'string' || value === '' || /[\s/]/.test(value)) fail(path, "must be a host name, '*.example.com' or a RegExp")
-  const host = value.toLowerCase()
-  // Routes match the Host header's name only (as nginx server_name does), so a port here could never match.
-  if (/:\d*$/.test(host) && !host.endsWith(']')) fail(path, `must be a host name without a port (got ${JSON.stringify(value)}); the port of the Host header is ignored`)
+  const host = hostNameOption(value, path)
   if (host.includes('*') && !/^\*\.[^*]+$/.test(host)) fail(path, `may use * only as a whole first label, as in '*.example.com' (got ${JSON.stringify(value)})`)
   if (host.startsWith('*.')) return { kind: 'suffix', suffix: host.slice(1) }
   return { kind: 'exact', host }
+}
+
+/**
+ * A host name option, lower-cased. Routes and the status page match the Host
+ * header's name only (as nginx server_name does), so a port here could never
+ * match and is refused.
+ */
+function hostNameOption (value: string, path: string): string {
+  const host = value.toLowerCase()
+  if (/:\d*$/.test(host) && !host.endsWith(']')) fail(path, `must be a host name without a port (got ${JSON.stringify(value)}); the port of the Host header is ignored`)
+  return host
 }
 
 function normalizeRoute (value: RouteOptions, path: string, pools: ReadonlySet<string>): NormalizedRoute {
@@ -347,7 +356,8 @@ function normalizeStatus (value: unknown): NormalizedOptions['status'] {
   if (typeof path !== 'string' || !path.startsWith('/')) fail('status.path', 'must be a path starting with "/"')
   if (spec.host !== undefined && typeof spec.host !== 'string') fail('status.host', 'must be a host name')
   if (spec.auth !== undefined && typeof spec.auth !== 'function') fail('status.auth', 'must be a function (req) => boolean | Promise<boolean>')
-  return { path, host: spec.host?.toLowerCase() ?? null, auth: (spec.auth as StatusOptions['auth']) ?? null }
+  const host = spec.host === undefined ? null : hostNameOption(spec.host, 'status.host')
+  return { path, host, auth: (spec.auth as StatusOptions['auth']) ?? null }
 }
 
 /**

@@ -24,12 +24,12 @@ type Format = 'html' | 'json' | 'prometheus'
 export type StatusMatcher = (host: string | undefined, url: string) => boolean
 
 /**
- * The status page's request test, compiled once: its path (query aside)
- * and, when `status.host` is set, its host name (a port given with it, or
- * sent by the client, does not count, as for routes).
+ * The status page's request test: its path (query aside) and, when
+ * `status.host` is set, the Host header's name (its port does not count, as
+ * for routes). The one test the core and the Fastify adapter both use.
  */
 export function compileStatusMatcher (spec: StatusSpec): StatusMatcher {
-  const host = spec.host === null ? null : hostName(spec.host)
+  const host = spec.host
   return (requestHost, url) => isStatusPath(spec, url) && (host === null || hostName(requestHost) === host)
 }
 

@@ -33,9 +33,11 @@ test('mount: matchedPrefix names the route that would take a request, host rules
   await gateway.close()
 })
 
-test('mount: matchedPrefix and the core agree on a status.host given with a port: the port does not count', async (t) => {
+test('mount: matchedPrefix and the core agree on status.host whatever port the client sends, and a status.host with a port is refused', async (t) => {
+  assert.throws(() => createGateway({ target: 'http://127.0.0.1:9', status: { host: 'status.test:8080' } }),
+    (err: Error & { code?: string }) => err.code === 'SOCKGATE_ERR_INVALID_OPTION' && /status\.host/.test(err.message) && /without a port/.test(err.message))
   const { gateway, port } = await gatewayServer(t, {
-    upstreams: { a: { servers: ['http://127.0.0.1:9'] } }, routes: [{ path: '/api', upstream: 'a' }], status: { path: '/status', host: 'status.test:8080' },
+    upstreams: { a: { servers: ['http://127.0.0.1:9'] } }, routes: [{ path: '/api', upstream: 'a' }], status: { path: '/status', host: 'Status.Test' },
   })
   const page = async (host: string): Promise<number> =>
     parseAnswer((await rawExchange(port, `GET /status?format=json HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)).text).status
