@@ -33,15 +33,11 @@ import type { UpstreamServer } from './upstream/server.js'
 export function proxyRequest (gateway: Gateway, req: IncomingMessage, res: ServerResponse,
   next?: (err?: unknown) => void, onFailure?: FailureHandler): void {
   const url = req.url ?? '/'
-  const refuse = (err: SockgateError, route?: NormalizedRoute): void => {
-    gateway.report(err, 'http', req, undefined, route?.upstream, undefined, route)
-    gateway.answerFailure(req, res, err, onFailure)
-  }
   const hostError = hostProblem(req)
   if (hostError !== undefined) {
     // A malformed Host never reaches an upstream, nor picks a route or the status page; what no route
     // would take stays the app's.
-    if (gateway.claims(url) || next === undefined) refuse(hostError)
+    if (gateway.claims(url) || next === undefined) refuse(gateway, req, res, onFailure, hostError)
     else next()
     return
   }
@@ -52,18 +48,18 @@ export function proxyRequest (gateway: Gateway, req: IncomingMessage, res: Serve
   }
   // Checked before routing: an authority-form (CONNECT) or absolute-form target has no path, so no
   // route could match it and it would fall through to next(); it is the client's mistake, so 400.
-  if (req.method === 'CONNECT') return refuse(new BadRequestError('CONNECT is not proxied'))
-  if (url !== '*' && !url.startsWith('/')) return refuse(new BadRequestError('the request target must be a path'))
+  if (req.method === 'CONNECT') return refuse(gateway, req, res, onFailure, new BadRequestError('CONNECT is not proxied'))
+  if (url !== '*' && !url.startsWith('/')) return refuse(gateway, req, res, onFailure, new BadRequestError('the request target must be a path'))
   const route = gateway.routes.match(req.headers.host, url)
   if (route === undefined || req.method === undefined) {
     if (next !== undefined) next()
-    else refuse(new NoRouteError(req.headers.host ?? '', url))
+    else refuse(gateway, req, res, onFailure, new NoRouteError(req.headers.host ?? '', url))
     return
   }
-  if (gateway.closed) return refuse(new GatewayClosedError(), route)
+  if (gateway.closed) return refuse(gateway, req, res, onFailure, new GatewayClosedError(), route)
   // The upstream comes from the route table only: never from an absolute-form target or a `//host` path.
-  if (url.startsWith('//')) return refuse(new BadRequestError('the request target must be a path'), route)
-  if (req.headers.upgrade !== undefined) return refuse(upgradeAsRequest(req), route)
+  if (url.startsWith('//')) return refuse(gateway, req, res, onFailure, new BadRequestError('the request target must be a path'), route)
+  if (req.headers.upgrade !== undefined) return refuse(gateway, req, res, onFailure, upgradeAsRequest(req), route)
   // Pipelined requests go one at a time: this one starts once the answers before it are out.
   afterEarlierAnswers(req.socket, req, () => {
     new HttpExchange(gateway, req, res, route, onFailure).run().catch((err: unknown) => {
@@ -71,6 +67,13 @@ export function proxyRequest (gateway: Gateway, req: IncomingMessage, res: Serve
       res.destroy(err as Error)
     })
   })
+}
+
+/** Answer a request that may not go on, and report why (to `proxy:error` and the log). */
+function refuse (gateway: Gateway, req: IncomingMessage, res: ServerResponse, onFailure: FailureHandler | undefined,
+  err: SockgateError, route?: NormalizedRoute): void {
+  gateway.report(err, 'http', req, undefined, route?.upstream, undefined, route)
+  gateway.answerFailure(req, res, err, onFailure)
 }
 
 /**

@@ -25,7 +25,7 @@ import { Tunnel } from './tunnel.js'
 import { isSecureClient } from './balance/stickiness.js'
 import { connectUpstream } from './upstream/connect.js'
 import type { Pool } from './upstream/pool.js'
-import type { UpgradeResult, UpstreamServer } from './upstream/server.js'
+import type { UpstreamServer } from './upstream/server.js'
 import type { TunnelOpenEvent, UpstreamTlsOptions } from './types.js'
 
 /**
@@ -170,11 +170,11 @@ class UpgradeExchange {
       if (socket.destroyed || gateway.closed) {
         result.upstream.destroy()
         socket.destroy()
-        this.count(server, socket.destroyed ? 'aborted' : 'switched')
+        server.countUpgrade(socket.destroyed ? 'aborted' : 'switched')
         this.report(socket.destroyed ? new ClientAbortedError() : new GatewayClosedError())
         return
       }
-      this.count(server, 'switched')
+      server.countUpgrade('switched')
       const setCookie = pool.sticky?.setCookieFor(server, req, isSecureClient(req, peer.encrypted, peer.trusted))
       socket.write(setCookie === undefined ? result.head : addHeaderToHead(result.head, 'Set-Cookie', setCookie), 'latin1')
       if (result.early.length > 0) socket.write(result.early)
@@ -184,7 +184,7 @@ class UpgradeExchange {
       this.settle()
       const error = err instanceof SockgateError ? err : new ClientAbortedError(err)
       this.report(error)
-      if (this.server !== undefined) this.count(this.server, error instanceof ClientAbortedError ? 'aborted' : 'failed')
+      this.server?.countUpgrade(error instanceof ClientAbortedError ? 'aborted' : 'failed')
       gateway.answerFailure(req, socket, error)
     }
   }
@@ -200,13 +200,8 @@ class UpgradeExchange {
     this.gateway.report(error, 'upgrade', this.req, this.peer, this.pool.name, this.server, this.route)
   }
 
-  /** How the upgrade ended, for `sockgate_upgrades_total{result}`. */
-  private count (server: UpstreamServer, result: UpgradeResult): void {
-    server.countUpgrade(result)
-  }
-
   private relayRefusal (server: UpstreamServer, result: Extract<HandshakeResult, { kind: 'refused' }>): void {
-    this.count(server, 'refused')
+    server.countUpgrade('refused')
     const url = this.req.url ?? '/'
     this.report(relayRefusal(this.socket, result.response, result.upstream, server, this.gateway.options.timeouts.request))
     this.pool.sticky?.learnFromRefusal(url, result.response, (miss) => {
