@@ -149,3 +149,13 @@ test('pool.drain(): a rolling restart of every node drops no new client', async 
   await traffic
   assert.deepEqual(failures, [])
 })
+
+test('pool.drain(): a timeout out of range is refused with a RangeError, and the server keeps taking new work', async (t) => {
+  const node = await startNode(t, 'a')
+  const { gateway } = await gatewayServer(t, { target: node.url })
+  const pool = gateway.pool('default')
+  for (const timeout of [-1, 1.5, 2 ** 31]) {
+    assert.throws(() => pool.drain(node.url, { timeout }), RangeError, String(timeout))
+  }
+  assert.equal(gateway.status().pools.default!.servers[0]!.state, 'up')
+})

@@ -127,11 +127,12 @@ export class UpstreamServer {
    * as it is.
    */
   startDrain (timeout: number): Promise<boolean> {
-    this.draining = true
-    if (this.drain !== undefined) return this.drain.promise
+    // Checked before anything changes: a refused drain leaves the server as it was.
     if (!Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMER_MS) {
       throw new RangeError(`drain timeout must be an integer from 0 to ${MAX_TIMER_MS} (ms), got ${String(timeout)}`)
     }
+    this.draining = true
+    if (this.drain !== undefined) return this.drain.promise
     if (this.tunnels.size === 0) return Promise.resolve(true)
     let settle!: () => void
     const promise = new Promise<boolean>((resolve) => {
