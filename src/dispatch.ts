@@ -41,6 +41,8 @@ class UpgradeDispatcher {
   private readonly server: Dispatched
   /** The server's own `emit` property before ours (usually none: the prototype's). */
   private readonly ownEmit: PropertyDescriptor | undefined
+  /** Ours, to tell whether someone wrapped `emit` again after us. */
+  private readonly emit: Server['emit']
   private connectRefused: ConnectRefused | undefined
 
   constructor (server: Dispatched) {
@@ -48,7 +50,7 @@ class UpgradeDispatcher {
     this.ownEmit = Object.getOwnPropertyDescriptor(server, 'emit')
     const emit = server.emit
     const dispatch = this.dispatch.bind(this)
-    server.emit = function (this: Server, event: string | symbol) {
+    this.emit = server.emit = function (this: Server, event: string | symbol) {
       // `arguments` rather than a rest parameter: every other event passes through without an allocation.
       if (event === 'upgrade' && dispatch(arguments[1], arguments[2], arguments[3])) return true
       return emit.apply(this, arguments as unknown as Parameters<Server['emit']>)
@@ -110,8 +112,11 @@ class UpgradeDispatcher {
 
   private readonly uninstall = (): void => {
     const server = this.server
-    if (this.ownEmit === undefined) delete (server as Partial<Server>).emit
-    else Object.defineProperty(server, 'emit', this.ownEmit)
+    // Whoever wrapped `emit` after us keeps their wrapper; ours then only passes events on (no entries left).
+    if (server.emit === this.emit) {
+      if (this.ownEmit === undefined) delete (server as Partial<Server>).emit
+      else Object.defineProperty(server, 'emit', this.ownEmit)
+    }
     server.removeListener('upgrade', this.noHandler)
     server.removeListener('connect', this.refuseConnect)
     this.entries.length = 0

@@ -203,3 +203,24 @@ test('dispatch: only the upgrade event is intercepted, and the server is left as
   const again = await listen(t, server)
   assert.equal(await greeting(t, `http://127.0.0.1:${again}/`), 'upstream')
 })
+
+test('dispatch: an emit wrapper the app added after attach() survives the server closing, and still sees its events', async (t) => {
+  const upstream = await namedUpstream(t, 'upstream')
+  const server = http.createServer((_req, res) => { res.writeHead(200).end('app page') })
+  attachGateway(t, server, { target: upstream.url })
+  const seen: string[] = []
+  const wrapped = server.emit
+  const mine = function (this: http.Server, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'request') seen.push('request')
+    return wrapped.apply(this, [event, ...args] as Parameters<http.Server['emit']>)
+  } as http.Server['emit']
+  server.emit = mine
+  const port = await listen(t, server)
+  assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 200)
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  assert.equal(server.emit, mine)
+  assert.equal(server.listenerCount('upgrade'), 0)
+  const again = await listen(t, server)
+  assert.equal((await fetch(`http://127.0.0.1:${again}/`)).status, 200)
+  assert.deepEqual(seen, ['request', 'request'])
+})
