@@ -12,7 +12,7 @@
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join, relative } from 'node:path'
+import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ChildEvent, ProcStats, StatsReply, StatsRequest } from './measure.js'
 
@@ -38,7 +38,7 @@ function buildOnce (): void {
 /** The compiled file of a `.ts` entry of this project. */
 function compiledEntry (entry: string): string {
   buildOnce()
-  return join(BUILD, dirname(relative(ROOT, entry)), relative(dirname(entry), entry).replace(/\.ts$/, '.js'))
+  return join(BUILD, relative(ROOT, entry).replace(/\.ts$/, '.js'))
 }
 
 const READY_TIMEOUT_MS = 30_000
