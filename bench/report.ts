@@ -1,6 +1,6 @@
 /** Per-round results, their medians, and the text table printed after each workload. */
 import { median } from './measure.js'
-import type { CpuTargets, Workload } from './workloads/types.js'
+import type { SockgateGoals, Workload } from './workloads/types.js'
 
 /** One measurement window of one target in one round. */
 export interface WindowResult {
@@ -57,7 +57,7 @@ export interface WorkloadResult {
   otherCores: number
   title: string
   unit: string
-  targets: CpuTargets | { bytesPerTunnel: number }
+  goals: SockgateGoals | { bytesPerTunnel: number }
   unavailable: Record<string, string>
   windows: WindowResult[]
   summary: SummaryRow[]
@@ -112,21 +112,21 @@ function fmt (n: number, digits = 0): string {
 /** Node proxies sockgate is measured against (not its own adapters). */
 const NODE_PEERS = ['http-proxy', 'hpm']
 
-/** One of sockgate's targets checked against this run's figures. */
-export interface TargetCheck {
+/** One of sockgate's goals checked against this run's figures. */
+export interface GoalCheck {
   what: string
   actual: string
   ok: boolean
 }
 
-/** The core's targets for `workload`, each checked against figures of this run; those it lacks a figure for are left out. */
-export function checkTargets (workload: Workload, rows: SummaryRow[]): TargetCheck[] {
+/** The core's goals for `workload`, each checked against figures of this run; those it lacks a figure for are left out. */
+export function checkGoals (workload: Workload, rows: SummaryRow[]): GoalCheck[] {
   const row = rows.find((r) => r.target === 'sockgate' && !r.failed)
   if (row === undefined) return []
   if (workload.kind === 'idle') {
     return [{ what: `<= ${fmt(workload.budgetBytes / 1024)} KiB per idle tunnel`, actual: `${fmt(row.value / 1024, 1)} KiB`, ok: row.value <= workload.budgetBytes }]
   }
-  const checks: TargetCheck[] = []
+  const checks: GoalCheck[] = []
   const cpuOf = (names: string[]): number => Math.min(...rows.filter((r) => names.includes(r.target) && !r.failed).map((r) => r.cpuPer100k).filter(Number.isFinite))
   const ratio = (limit: number | undefined, names: string[], label: string): void => {
     const base = cpuOf(names)
@@ -134,7 +134,7 @@ export function checkTargets (workload: Workload, rows: SummaryRow[]): TargetChe
     const r = row.cpuPer100k / base
     checks.push({ what: `CPU <= ${fmt(limit, 2)}x ${label}`, actual: `${fmt(r, 2)}x`, ok: r <= limit })
   }
-  const { vsNodePeers, vsNginx, peakRssMb } = workload.targets
+  const { vsNodePeers, vsNginx, peakRssMb } = workload.goals
   ratio(vsNodePeers, NODE_PEERS, 'the cheapest Node peer')
   ratio(vsNginx, ['nginx'], 'nginx')
   if (peakRssMb !== undefined && Number.isFinite(row.peakRssMb)) {
@@ -143,7 +143,7 @@ export function checkTargets (workload: Workload, rows: SummaryRow[]): TargetChe
   return checks
 }
 
-function targetMark (row: SummaryRow, checks: TargetCheck[]): string {
+function goalMark (row: SummaryRow, checks: GoalCheck[]): string {
   if (row.target !== 'sockgate' || row.failed || checks.length === 0) return ''
   return checks.every((c) => c.ok) ? 'ok' : 'OVER'
 }
@@ -152,19 +152,19 @@ function targetMark (row: SummaryRow, checks: TargetCheck[]): string {
 export function formatTable (workload: Workload, rows: SummaryRow[], unavailable: Record<string, string>, otherCores = 0): string {
   const idle = workload.kind === 'idle'
   const unit = idle ? 'KiB/tunnel' : workload.unit
-  const checks = checkTargets(workload, rows)
+  const checks = checkGoals(workload, rows)
   const header = idle
     ? ['target', unit, 'vs sockgate', 'peak RSS MB', 'goals']
     : ['target', unit, 'vs direct', 'vs sockgate', 'CPU s/100k', 'peak RSS MB', 'spread', 'errors', 'goals']
   const lines = rows.map((row) => {
     if (row.failed) return [row.target, `failed: ${row.failed}`]
     if (idle) {
-      return [row.target, fmt(row.value / 1024, 1), fmt(row.vsSockgate, 2), fmt(row.peakRssMb, 1), targetMark(row, checks)]
+      return [row.target, fmt(row.value / 1024, 1), fmt(row.vsSockgate, 2), fmt(row.peakRssMb, 1), goalMark(row, checks)]
     }
     const digits = row.value < 100 ? 1 : 0
     return [
       row.target, fmt(row.value, digits), fmt(row.vsDirect, 2), fmt(row.vsSockgate, 2), fmt(row.cpuPer100k, 2),
-      fmt(row.peakRssMb, 1), Number.isFinite(row.spread) ? `±${fmt(row.spread * 50, 0)}%` : '-', fmt(row.errors), targetMark(row, checks),
+      fmt(row.peakRssMb, 1), Number.isFinite(row.spread) ? `±${fmt(row.spread * 50, 0)}%` : '-', fmt(row.errors), goalMark(row, checks),
     ]
   })
   const widths = header.map((h, i) => Math.max(h.length, ...lines.filter((l) => l.length > 2).map((l) => (l[i] ?? '').length)))

@@ -193,7 +193,7 @@ export async function runWorkload (workload: Workload, ctx: RunContext): Promise
     name: workload.name,
     title: workload.title,
     unit: workload.kind === 'idle' ? 'bytes/tunnel' : workload.unit,
-    targets: workload.kind === 'idle' ? { bytesPerTunnel: workload.budgetBytes } : workload.targets,
+    goals: workload.kind === 'idle' ? { bytesPerTunnel: workload.budgetBytes } : workload.goals,
     seconds: (performance.now() - began) / 1000,
     startMs,
     otherCores: median(windows.map((w) => w.otherCores ?? NaN)),

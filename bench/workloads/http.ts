@@ -1,6 +1,6 @@
 /** Keep-alive HTTP GETs through an undici Pool of 50 connections, 50 requests in flight. */
 import { Pool } from 'undici'
-import { PEAK_RSS_TARGET_MB, type LoadWorkload, type Limits, type Session } from './types.js'
+import { PEAK_RSS_GOAL_MB, type LoadWorkload, type Limits, type Session } from './types.js'
 import { sleep } from './wait.js'
 
 const CONCURRENCY = 50
@@ -49,7 +49,7 @@ export const httpGet: LoadWorkload = {
   name: 'http-get',
   title: 'Keep-alive HTTP GET (64-byte body), 50 connections, 50 in flight',
   unit: 'req/s',
-  targets: { vsNginx: 3, vsNodePeers: 1, peakRssMb: PEAK_RSS_TARGET_MB },
+  goals: { vsNginx: 3, vsNodePeers: 1, peakRssMb: PEAK_RSS_GOAL_MB },
   limits: { maxOps: 5_000_000, maxMs: 60_000 },
   start: startGets,
 }

@@ -19,20 +19,20 @@ export interface Session {
 }
 
 /**
- * Targets for the core's proxy CPU per operation, relative to other targets
- * measured in the same run (absolute times move with the machine): at most
- * `vsNginx` times nginx's, at most `vsNodePeers` times the cheapest Node
- * peer's (http-proxy, http-proxy-middleware). Peak RSS is memory, not time,
- * so its target is absolute.
+ * Goals for the core (issue 10). Its proxy CPU per operation is compared
+ * with other targets of the same run, since absolute times move with the
+ * machine: at most `vsNginx` times nginx's, at most `vsNodePeers` times the
+ * cheapest Node peer's (http-proxy, http-proxy-middleware). Peak RSS is
+ * memory, not time, so its goal is absolute.
  */
-export interface CpuTargets {
+export interface SockgateGoals {
   vsNginx?: number
   vsNodePeers?: number
   peakRssMb?: number
 }
 
 /** Peak RSS under load the core should stay within on every load workload (issue 10). */
-export const PEAK_RSS_TARGET_MB = 60
+export const PEAK_RSS_GOAL_MB = 60
 
 /** A workload measured as operations per second over a window. */
 export interface LoadWorkload {
@@ -43,8 +43,8 @@ export interface LoadWorkload {
   unit: string
   /** Payload bytes per operation, when the headline figure is MB/s instead of ops/s. */
   bytesPerOp?: number
-  /** sockgate's targets for this workload, as ratios to figures of the same run (issue 10, docs/benchmarks.md). */
-  targets: CpuTargets
+  /** sockgate's goals for this workload, as ratios to figures of the same run (issue 10, docs/benchmarks.md). */
+  goals: SockgateGoals
   limits: Limits
   start: (port: number, limits: Limits) => Promise<Session>
 }
