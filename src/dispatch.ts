@@ -96,7 +96,7 @@ class UpgradeDispatcher {
     if (this.server.listenerCount('upgrade') > 1) return
     const url = req.url ?? '/'
     // An absolute-form or authority-form target is the client's mistake, not a missing route.
-    writeSocketError(socket, url.startsWith('/') ? new NoRouteError(req.headers.host ?? '', url) : new BadRequestError('the request target must be a path'))
+    writeSocketError(socket, url.startsWith('/') ? new NoRouteError(req.headers.host ?? '', url) : BadRequestError.notAPath())
   }
 
   /**

@@ -64,6 +64,15 @@ export class BadRequestError extends SockgateError {
     return new BadRequestError(`the request cannot be sent upstream (${(cause as Error | undefined)?.message ?? String(cause)}); ` +
       'check what a hook wrote into req.headers or req.url')
   }
+
+  /**
+   * A request target that is not a path: absolute-form, authority-form, or a
+   * `//host` path. The upstream comes from the route table only, never from
+   * the request target.
+   */
+  static notAPath (): BadRequestError {
+    return new BadRequestError('the request target must be a path')
+  }
 }
 
 /** A malformed upgrade, or one asking for a protocol that is not in `upgrades`. */

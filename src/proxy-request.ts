@@ -49,7 +49,7 @@ export function proxyRequest (gateway: Gateway, req: IncomingMessage, res: Serve
   // Checked before routing: an authority-form (CONNECT) or absolute-form target has no path, so no
   // route could match it and it would fall through to next(); it is the client's mistake, so 400.
   if (req.method === 'CONNECT') return refuse(gateway, req, res, onFailure, new BadRequestError('CONNECT is not proxied'))
-  if (url !== '*' && !url.startsWith('/')) return refuse(gateway, req, res, onFailure, new BadRequestError('the request target must be a path'))
+  if (url !== '*' && !url.startsWith('/')) return refuse(gateway, req, res, onFailure, BadRequestError.notAPath())
   const route = gateway.routes.match(req.headers.host, url)
   if (route === undefined || req.method === undefined) {
     if (next !== undefined) next()
@@ -58,7 +58,7 @@ export function proxyRequest (gateway: Gateway, req: IncomingMessage, res: Serve
   }
   if (gateway.closed) return refuse(gateway, req, res, onFailure, new GatewayClosedError(), route)
   // The upstream comes from the route table only: never from an absolute-form target or a `//host` path.
-  if (url.startsWith('//')) return refuse(gateway, req, res, onFailure, new BadRequestError('the request target must be a path'), route)
+  if (url.startsWith('//')) return refuse(gateway, req, res, onFailure, BadRequestError.notAPath(), route)
   if (req.headers.upgrade !== undefined) return refuse(gateway, req, res, onFailure, upgradeAsRequest(req), route)
   // Pipelined requests go one at a time: this one starts once the answers before it are out.
   afterEarlierAnswers(req.socket, req, () => {

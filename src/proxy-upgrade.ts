@@ -59,7 +59,7 @@ export function proxyUpgrade (gateway: Gateway, req: IncomingMessage, socket: Du
 /** The Upgrade token to forward, or why a routed upgrade may not go on. */
 function checkUpgrade (gateway: Gateway, req: IncomingMessage, url: string): SockgateError | string {
   if (gateway.closed) return new GatewayClosedError()
-  if (!url.startsWith('/') || url.startsWith('//')) return new BadRequestError('the request target must be a path')
+  if (!url.startsWith('/') || url.startsWith('//')) return BadRequestError.notAPath()
   return validateUpgrade(req, gateway.options.upgrades)
 }
 
