@@ -69,7 +69,7 @@ const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const WS_KEY = /^[A-Za-z0-9+/]{22}==$/
 
 /** Sec-WebSocket-Accept for a client key (RFC 6455 §4.2.2). */
-export function acceptKey (key: string): string {
+function acceptKey (key: string): string {
   return createHash('sha1').update(key + WS_GUID).digest('base64')
 }
 
@@ -247,7 +247,7 @@ interface HandshakeCancel {
  * 101. Past this the client socket is paused and the kernel's buffer holds
  * the rest, so memory stays bounded whatever the client sends.
  */
-export const EARLY_DATA_LIMIT = 65_536
+const EARLY_DATA_LIMIT = 65_536
 
 /** Client bytes that arrived before the tunnel opened, to be forwarded only after a valid 101. */
 interface EarlyData {
