@@ -26,7 +26,7 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import {
-  afterEarlierAnswers, createGateway, Gateway, InvalidOptionError, normalizeMountPath, registerUpgradeHandler, stripMountPath,
+  afterEarlierAnswers, createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, registerUpgradeHandler, stripMountPath,
   type GatewayOptions,
 } from '../src/index.js'
 import {
@@ -137,7 +137,7 @@ const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockga
   // At registration, not on the first request: upgrades can arrive before any HTTP request does.
   gateway.answerConnect(app.server)
   const detachUpgrades = registerUpgradeHandler(app.server, scope.full, (req, socket, head) => {
-    if (gateway.matchedPrefix(req.headers.host, pathOf(targetOf(req.url ?? '/'))) === undefined) return false
+    if (matchedPrefix(gateway, req.headers.host, pathOf(targetOf(req.url ?? '/'))) === undefined) return false
     routeUpgrade(app, req, socket, head, self)
     return true
   })
@@ -266,7 +266,7 @@ function routeUpgrade (app: FastifyInstance, req: IncomingMessage, socket: Duple
 /** Whether the app keeps an HTTP request a registration without prefix could take: see {@link appPrefixLength}. */
 function appOwns (request: FastifyRequest, gateway: Gateway, mounts: readonly AssetsMount[]): boolean {
   const path = pathOf(request.raw.url ?? '/')
-  const prefix = gateway.matchedPrefix(request.raw.headers.host, path)
+  const prefix = matchedPrefix(gateway, request.raw.headers.host, path)
   return prefix === undefined || appPrefixLength(request, path, mounts) >= prefix.length
 }
 

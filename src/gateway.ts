@@ -164,12 +164,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return (this.options.status !== null && isStatusPath(this.options.status, url)) || this.routes.claims(url)
   }
 
-  /**
-   * The path prefix of the route (or the status page) a request for `host`
-   * and `path` would go to, or undefined when none would take it. Adapters of
-   * frameworks whose own routes have no order (Fastify) use it to let the
-   * longest prefix win between the app's routes and the gateway's.
-   */
+  /** @internal What `matchedPrefix(gateway, host, path)` (mount.ts, the public helper) answers. */
   matchedPrefix (host: string | undefined, path: string): string | undefined {
     if (this.isStatusRequest(host, path)) return this.options.status!.path
     return this.routes.match(host, path)?.path
