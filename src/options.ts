@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import { isIP } from 'node:net'
 import { InvalidOptionError } from './errors.js'
 import { isPlainObject, normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
 import { isToken } from './http-syntax.js'
@@ -6,7 +7,7 @@ import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import type { ServerSpec } from './upstream/server.js'
 import type {
-  BalanceOption, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
+  BalanceOption, DiscoverOptions, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
 } from './types.js'
 
 export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
@@ -18,6 +19,8 @@ export const DEFAULT_FAIL_TIMEOUT = 10_000
 /** Connections the gateway opens to one server at most (undici's `connections`); more requests wait their turn. */
 export const DEFAULT_CONNECTIONS = 1024
 export const DEFAULT_HEALTH = Object.freeze({ interval: 3_000, rise: 2, fall: 3, timeout: 1_000, type: 'tcp' as const })
+/** `discover` defaults: re-resolve every 5 s; a server that left the answer has 60 s to end its tunnels. */
+export const DEFAULT_DISCOVER = Object.freeze({ interval: 5_000, drainTimeout: 60_000 })
 /** The name of the pool made by the `target` shorthand. */
 export const DEFAULT_POOL = 'default'
 
@@ -39,10 +42,25 @@ export interface NormalizedSticky {
   readonly cookie: Readonly<{ name: string, secret: string, maxAge: number | null }> | null
 }
 
+/** A pool's `discover` option after validation. */
+export interface NormalizedDiscover {
+  /** The name looked up, without a trailing dot. */
+  readonly dns: string
+  /** The port of every server found by A/AAAA; null with `srv` (the records carry it). */
+  readonly port: number | null
+  readonly srv: boolean
+  readonly interval: number
+  /** DNS servers as `Resolver.setServers()` takes them; null: the system's. */
+  readonly resolver: readonly string[] | null
+  readonly drainTimeout: number
+}
+
 /** A pool after validation. */
 export interface NormalizedUpstream {
   readonly name: string
+  /** The configured servers; discovery adds and removes others at run time, never these. */
   readonly servers: ReadonlyArray<Readonly<ServerSpec>>
+  readonly discover: NormalizedDiscover | null
   readonly balance: Readonly<BalanceOption>
   readonly sticky: NormalizedSticky
   readonly health: NormalizedHealth | null
@@ -104,7 +122,8 @@ const RENAMED: Record<string, string> = {
   changeOrigin: "headers.host: 'upstream'",
 }
 /** Pool options, which the `target` shorthand takes at the top level. */
-const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls'] as const
+const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls',
+  'discover'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS])
@@ -213,6 +232,49 @@ function normalizeHealth (value: HealthOptions | undefined, path: string): Norma
   }
 }
 
+/** A DNS name: dot-separated labels of letters, digits, `-` and `_` (SRV names start with `_service._proto`). */
+const DNS_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/
+
+function normalizeDiscover (value: DiscoverOptions | undefined, path: string): NormalizedDiscover | null {
+  if (value === undefined) return null
+  if (!isObject(value)) fail(path, "must be an object such as { dns: 'socket-nodes.default.svc.cluster.local', port: 5000 }")
+  checkKeys(value, path, ['dns', 'port', 'srv', 'interval', 'resolver', 'drainTimeout'])
+  if (typeof value.dns !== 'string' || !DNS_NAME.test(value.dns)) fail(`${path}.dns`, "must be a DNS name such as 'socket-nodes.default.svc.cluster.local'")
+  if (value.srv !== undefined && typeof value.srv !== 'boolean') fail(`${path}.srv`, 'must be a boolean')
+  const srv = value.srv ?? false
+  if (srv && value.port !== undefined) fail(`${path}.port`, 'must be left out with srv: true; each SRV record gives its own port')
+  if (!srv && value.port === undefined) fail(`${path}.port`, 'is required: A and AAAA records carry no port (or set srv: true to read ports from SRV records)')
+  const port = srv ? null : integer(value.port, `${path}.port`, 0, 1)
+  if (port !== null && port > 65_535) fail(`${path}.port`, 'must be a TCP port from 1 to 65535')
+  let resolver: string[] | null = null
+  if (value.resolver !== undefined) {
+    if (!Array.isArray(value.resolver) || value.resolver.length === 0) fail(`${path}.resolver`, "must be a non-empty list of DNS servers such as ['10.96.0.10', '127.0.0.1:5353']")
+    resolver = value.resolver.map((entry, i) => resolverAddress(entry, `${path}.resolver[${i}]`))
+  }
+  return {
+    dns: value.dns.endsWith('.') ? value.dns.slice(0, -1) : value.dns,
+    port,
+    srv,
+    interval: integer(value.interval, `${path}.interval`, DEFAULT_DISCOVER.interval, 100, ' (ms)'),
+    resolver,
+    drainTimeout: integer(value.drainTimeout, `${path}.drainTimeout`, DEFAULT_DISCOVER.drainTimeout, 0, ' (ms)'),
+  }
+}
+
+/** One DNS server: an IP address, `IPv4:port` or `[IPv6]:port`, the forms `Resolver.setServers()` accepts. */
+function resolverAddress (value: unknown, path: string): string {
+  const rule = "must be an IP address, 'ip:port' or '[ipv6]:port'"
+  if (typeof value !== 'string') fail(path, rule)
+  if (isIP(value) !== 0) return value
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value)
+  const host = match?.[1] ?? match?.[2]
+  const port = Number(match?.[3])
+  if (host === undefined || isIP(host) === 0 || (match?.[1] !== undefined && isIP(host) !== 6) || port < 1 || port > 65_535) {
+    fail(path, `${rule} (got ${JSON.stringify(value)})`)
+  }
+  return value
+}
+
 /**
  * `serversPath` is where the user wrote the server list: `upstreams.NAME.servers`, or `target` for the
  * shorthand, whose single (not array) value is named `target` itself.
@@ -221,10 +283,16 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
   serversPath = `${path}.servers`, single = false): NormalizedUpstream {
   // The shorthand's pool options stand at the top level, so their paths have no prefix.
   const at = path === '' ? '' : `${path}.`
-  if (!isObject(value)) fail(path, 'must be an object such as { servers: ["http://127.0.0.1:5001"] }')
-  if (path !== '') checkKeys(value, path, ['servers', ...POOL_KEYS])
-  if (!Array.isArray(value.servers) || value.servers.length === 0) fail(serversPath, 'must be a non-empty array of URLs or { url, weight }')
-  const servers = value.servers.map((s, i) => normalizeServer(s, single ? serversPath : `${serversPath}[${i}]`))
+  // Checked as unknown: every key of UpstreamOptions is optional, and narrowing such a type would lose its fields.
+  if (!isObject(value as unknown)) fail(path, 'must be an object such as { servers: ["http://127.0.0.1:5001"] }')
+  if (path !== '') checkKeys(value as unknown as Record<string, unknown>, path, ['servers', ...POOL_KEYS])
+  const discover = normalizeDiscover(value.discover, `${at}discover`)
+  // With discovery, the configured list may be empty or left out: the DNS answer fills the pool.
+  const listed = discover !== null && value.servers === undefined ? [] : value.servers
+  if (!Array.isArray(listed) || (listed.length === 0 && discover === null)) {
+    fail(serversPath, 'must be a non-empty array of URLs or { url, weight } (or give discover to find them in DNS)')
+  }
+  const servers = listed.map((s, i) => normalizeServer(s, single ? serversPath : `${serversPath}[${i}]`))
   const seen = new Set<string>()
   const names = new Set<string>()
   for (const [i, s] of servers.entries()) {
@@ -233,10 +301,10 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     if (s.name !== null && names.has(s.name)) fail(`${serversPath}[${i}].name`, `repeats ${JSON.stringify(s.name)}; give each server its own name`)
     if (s.name !== null) names.add(s.name)
   }
-  if (servers.every((s) => s.backup)) fail(serversPath, 'must have at least one server that is not a backup')
+  if (servers.length > 0 && discover === null && servers.every((s) => s.backup)) fail(serversPath, 'must have at least one server that is not a backup')
 
   // Socket.IO long-polling breaks on a pool of several servers unless each session stays on its server.
-  const engineIoDefault = servers.length >= 2
+  const engineIoDefault = servers.length >= 2 || discover !== null
   let sticky: NormalizedSticky = { engineIo: engineIoDefault, cookie: null }
   if (value.sticky !== undefined) {
     if (!isObject(value.sticky)) fail(`${at}sticky`, "must be { engineIo?: true, cookie?: 'name' | { name, secret?, maxAge? } }")
@@ -274,6 +342,7 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
   return {
     name,
     servers,
+    discover,
     balance: normalizeBalance(value.balance, `${at}balance`),
     sticky,
     health: normalizeHealth(value.health, `${at}health`),
@@ -281,7 +350,8 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     retryNonIdempotent: value.retryNonIdempotent ?? false,
     maxFails: integer(value.maxFails, `${at}maxFails`, DEFAULT_MAX_FAILS, 0),
     failTimeout: integer(value.failTimeout, `${at}failTimeout`, DEFAULT_FAIL_TIMEOUT, 1, ' (ms)'),
-    tries: integer(value.tries, `${at}tries`, servers.length, 1),
+    // A discovered pool's size changes; failover stops anyway once every server was tried, so no cap is the same rule.
+    tries: integer(value.tries, `${at}tries`, discover === null ? servers.length : Number.POSITIVE_INFINITY, 1),
     failoverTimeout: integer(value.failoverTimeout, `${at}failoverTimeout`, failoverDefault, 1, ' (ms)'),
     tls: value.tls === undefined ? null : copyTls(value.tls),
   }
@@ -390,9 +460,11 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   const limits = { body: integer(l.body, 'limits.body', DEFAULT_BODY_LIMIT, 0, ' (bytes)') }
 
   let upstreamSpecs: Record<string, UpstreamOptions>
-  if (options.target !== undefined) {
+  // `discover` alone stands for `target` too: the one pool's servers all come from DNS.
+  const shorthand = options.target !== undefined || (options.discover !== undefined && options.upstreams === undefined)
+  if (shorthand) {
     if (options.upstreams !== undefined) fail('target', 'cannot be combined with upstreams; put the servers in a pool instead')
-    const pool: UpstreamOptions = { servers: Array.isArray(options.target) ? options.target : [options.target] }
+    const pool: UpstreamOptions = options.target === undefined ? {} : { servers: Array.isArray(options.target) ? options.target : [options.target] }
     for (const key of POOL_KEYS) if (options[key] !== undefined) (pool as unknown as Record<string, unknown>)[key] = options[key]
     upstreamSpecs = { [DEFAULT_POOL]: pool }
   } else {
@@ -406,7 +478,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   // Time for one hung handshake and one more attempt: a server that accepts and never answers an upgrade
   // is then passed over within the default, as nginx's `proxy_next_upstream timeout` does.
   const failoverDefault = timeouts.connect + timeouts.handshake
-  const upstreams = Object.entries(upstreamSpecs).map(([name, spec]) => options.target === undefined
+  const upstreams = Object.entries(upstreamSpecs).map(([name, spec]) => !shorthand
     ? normalizeUpstream(name, spec, `upstreams.${name}`, failoverDefault)
     : normalizeUpstream(name, spec, '', failoverDefault, 'target', !Array.isArray(options.target)))
   const poolNames = new Set(upstreams.map((u) => u.name))

@@ -69,10 +69,31 @@ export interface UpstreamTlsOptions {
   servername?: string
 }
 
+/**
+ * Servers found in DNS (nginx `server NAME resolve` with a `resolver`): looked up when the gateway is created
+ * and every `interval` after, the pool's membership changed in place. See docs/discovery.md.
+ */
+export interface DiscoverOptions {
+  /** The name to look up, e.g. a Kubernetes headless Service `'socket-nodes.default.svc.cluster.local'`. */
+  dns: string
+  /** Port of every server found by A/AAAA records; required unless `srv`, refused with it. Default: none. */
+  port?: number
+  /** Look up SRV records (each gives a target name and a port) instead of A/AAAA. Default: `false`. */
+  srv?: boolean
+  /** Milliseconds between lookups (from the end of one to the start of the next). Default: `5000`. */
+  interval?: number
+  /** DNS servers to ask (`'10.96.0.10'`, `'127.0.0.1:5353'`, `'[::1]:53'`). Default: the system's (`/etc/resolv.conf`). */
+  resolver?: string[]
+  /** Milliseconds a server that left the answer may keep its open tunnels before they are ended. Default: `60000`. */
+  drainTimeout?: number
+}
+
 /** A named pool of upstream servers (nginx `upstream NAME { ... }`). */
 export interface UpstreamOptions {
-  /** The servers of the pool; at least one. */
-  servers: ServerOption[]
+  /** The servers of the pool; at least one, unless `discover` finds them. */
+  servers?: ServerOption[]
+  /** Find (more) servers in DNS and follow the answer as it changes. Default: none. */
+  discover?: DiscoverOptions
   /** Balancing method. Default: `'round-robin'`. */
   balance?: BalanceOption
   /** Stickiness on top of the method. Default: engine.io session ids for pools of two or more servers. */
@@ -185,8 +206,8 @@ export type TargetPoolOptions = Omit<UpstreamOptions, 'servers'>
 export interface GatewayOptions extends TargetPoolOptions {
   /**
    * Shorthand for one pool (`default`) and one route (`/`). The pool options (`balance`, `sticky`, `health`,
-   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`) go
-   * beside it at the top level.
+   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`,
+   * `discover`) go beside it at the top level; `discover` alone, without `target`, makes the same pool.
    */
   target?: ServerOption | ServerOption[]
   /** Named pools of upstream servers. */
@@ -287,4 +308,13 @@ export interface ProxyErrorEvent {
   method: string
   path: string
   clientAddress: string
+}
+
+/** Payload of `discover:error`: a pool's DNS lookup failed or found nothing; the pool keeps the servers it has. */
+export interface DiscoverErrorEvent {
+  pool: string
+  /** The name looked up. */
+  dns: string
+  /** `SOCKGATE_ERR_DISCOVERY`, with the resolver's error as `cause` when there was one. */
+  error: import('./errors.js').DiscoveryError
 }
