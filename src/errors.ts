@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'SOCKGATE_ERR_BODY_CONSUMED'
   | 'SOCKGATE_ERR_STICKY_MISS'
   | 'SOCKGATE_ERR_HOOK'
+  | 'SOCKGATE_ERR_DISCOVERY'
 
 /** Base class of every sockgate error. */
 export class SockgateError extends Error {
@@ -114,7 +115,7 @@ export class NoRouteError extends SockgateError {
 export class NoUpstreamError extends SockgateError {
   constructor (pool: string) {
     super('SOCKGATE_ERR_NO_UPSTREAM', 503,
-      `No server of upstream pool "${pool}" is available (all down, draining or at maxConns); check the status page.`)
+      `No server of upstream pool "${pool}" is available (all down, draining or at maxConns, or none discovered yet); check the status page.`)
     this.name = 'NoUpstreamError'
   }
 }
@@ -244,6 +245,23 @@ export class HookError extends SockgateError {
   }
 }
 
+/**
+ * A DNS lookup of a pool's `discover` name failed (timeout, SERVFAIL,
+ * refused) or found no server at all (NXDOMAIN, an empty answer). The pool
+ * keeps the servers of its last good answer; no client is answered because
+ * of it, hence status 0. Reported once until a lookup succeeds again.
+ */
+export class DiscoveryError extends SockgateError {
+  /** `why`: the resolver's code (`'ESERVFAIL'`, `'ETIMEOUT'`, `'EREFUSED'`) or `'empty'`; `kept`: servers the pool keeps. */
+  constructor (pool: string, dns: string, why: string, kept: number, options?: { cause?: unknown }) {
+    const found = why === 'empty' ? 'found no server (no records, or NXDOMAIN)' : `failed (${why})`
+    super('SOCKGATE_ERR_DISCOVERY', 0, `The DNS lookup of ${JSON.stringify(dns)} for pool "${pool}" ${found}; the pool keeps the ` +
+      `${kept} server${kept === 1 ? '' : 's'} it has and retries on the interval. Check the name and that the resolver answers it ` +
+      '(dig @resolver NAME); see docs/discovery.md.', options)
+    this.name = 'DiscoveryError'
+  }
+}
+
 /** All codes, for documentation checks and for users who switch on them. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_INVALID_OPTION',
@@ -264,4 +282,5 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_BODY_CONSUMED',
   'SOCKGATE_ERR_STICKY_MISS',
   'SOCKGATE_ERR_HOOK',
+  'SOCKGATE_ERR_DISCOVERY',
 ] satisfies ErrorCode[])
