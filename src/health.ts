@@ -176,14 +176,21 @@ interface Streak {
   ok: number
   failed: number
   inFlight: boolean
+  /** Joined at run time and not yet passed a check: one pass brings it up, whatever `rise`. */
+  joining: boolean
 }
+
+/** Why a server that joined at run time is not taking work yet. */
+export const AWAITING_CHECK = 'awaiting check'
 
 /**
  * Active health checks of every pool that has `health` settings: one loop
  * per pool, each round probing all of the pool's current servers at once
- * (servers added or removed at run time are picked up on the next round).
- * A server goes down after `fall` consecutive failures and comes back after
- * `rise` consecutive successes. Timers are unref'd, so checks never keep the
+ * (servers added or removed at run time are picked up on the next round;
+ * a result for a server no longer in the pool is dropped). A server goes
+ * down after `fall` consecutive failures and comes back after `rise`
+ * consecutive successes; one that discovery found is checked at once
+ * ({@link admit}) and comes up after one. Timers are unref'd, so checks never keep the
  * process alive; `stop()` ends them.
  */
 export class HealthChecker {
@@ -214,17 +221,36 @@ export class HealthChecker {
     for (const server of pool.servers) {
       let streak = this.streaks.get(server)
       if (streak === undefined) {
-        streak = { ok: 0, failed: 0, inFlight: false }
+        streak = { ok: 0, failed: 0, inFlight: false, joining: false }
         this.streaks.set(server, streak)
       }
-      if (streak.inFlight) continue
-      streak.inFlight = true
-      const s = streak
-      probeServer(server, health, pool.spec.tls).then((result) => {
-        s.inFlight = false
-        if (!this.stopped) this.record(pool, server, health, s, result)
-      }, () => { s.inFlight = false })
+      this.probe(pool, server, health, streak)
     }
+  }
+
+  /**
+   * A server that joined `pool` at run time takes no work until it passes
+   * one check, which starts now rather than at the next round. Nothing to do
+   * for a pool without `health` (the server takes work at once).
+   */
+  admit (pool: Pool, server: UpstreamServer): void {
+    const health = pool.spec.health
+    if (health === null || this.stopped) return
+    server.healthDown = true
+    server.healthReason = AWAITING_CHECK
+    const streak = { ok: 0, failed: 0, inFlight: false, joining: true }
+    this.streaks.set(server, streak)
+    this.probe(pool, server, health, streak)
+  }
+
+  private probe (pool: Pool, server: UpstreamServer, health: NormalizedHealth, streak: Streak): void {
+    if (streak.inFlight) return
+    streak.inFlight = true
+    probeServer(server, health, pool.spec.tls).then((result) => {
+      streak.inFlight = false
+      // A server that left the pool meanwhile is nobody's concern: no state change, no event.
+      if (!this.stopped && pool.servers.includes(server)) this.record(pool, server, health, streak, result)
+    }, () => { streak.inFlight = false })
   }
 
   private record (pool: Pool, server: UpstreamServer, health: NormalizedHealth, streak: Streak, result: ProbeResult): void {
@@ -232,7 +258,8 @@ export class HealthChecker {
     if (result.ok) {
       streak.ok++
       streak.failed = 0
-      if (server.healthDown && streak.ok >= health.rise) {
+      if (server.healthDown && (streak.joining || streak.ok >= health.rise)) {
+        streak.joining = false
         server.healthDown = false
         server.healthReason = null
         // The checks just reached it: passive failures from the outage no longer keep it out.

@@ -3,7 +3,7 @@ import type { Pool as ConnectionPool } from 'undici'
 import { createBalancer } from '../balance/index.js'
 import { Stickiness } from '../balance/stickiness.js'
 import { DEFAULT_TIMEOUTS, normalizeServer, type NormalizedOptions, type NormalizedUpstream } from '../options.js'
-import { UpstreamServer } from './server.js'
+import { UpstreamServer, type ServerSpec } from './server.js'
 import type { Balancer, PickContext } from '../balance/types.js'
 import type { ServerOption } from '../types.js'
 
@@ -174,6 +174,14 @@ export class Pool {
   add (option: ServerOption): UpstreamServer {
     const spec = normalizeServer(option, `pool(${this.name}).add`)
     if (this.servers.some((s) => s.url === spec.url)) throw new Error(`${spec.url} is already in pool ${this.name}`)
+    return this.join(spec)
+  }
+
+  /**
+   * The one way a server enters the pool at run time, for `add()` and
+   * discovery alike: whatever a newcomer needs happens here. @internal
+   */
+  join (spec: ServerSpec): UpstreamServer {
     const server = new UpstreamServer(spec)
     if (server.backup) this.backups = [...this.backups, server]
     else this.primaries = [...this.primaries, server]

@@ -27,10 +27,10 @@ export interface ServerSpec {
 export class UpstreamServer {
   /** Normalised origin, also the server's identity in events and status. */
   readonly url: string
-  /** The configured `name`, or null. */
-  readonly name: string | null
+  /** The configured `name`, or null; changed only by {@link rename}. */
+  name: string | null
   /** What people read in metrics labels and on the status page: the name, or the URL when there is none. */
-  readonly label: string
+  label: string
   readonly hostname: string
   readonly port: number
   /** Connect with TLS (`https:`/`wss:`). */
@@ -89,6 +89,17 @@ export class UpstreamServer {
     this.backup = spec.backup
     this.maxConns = spec.maxConns
     this.adminDown = spec.down
+  }
+
+  /**
+   * Give the server another name (or none). Discovery does this when a
+   * newcomer is named like a server still draining (a StatefulSet pod back
+   * at a new address): the name then means the newcomer, in routing and in
+   * metrics labels, which must not show one name twice.
+   */
+  rename (name: string | null): void {
+    this.name = name
+    this.label = name ?? this.url
   }
 
   /** Count a response sent on its behalf. */
