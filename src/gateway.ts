@@ -16,10 +16,11 @@ import { refuseConnect, registerUpgradeHandler } from './dispatch.js'
 import { HealthChecker } from './health.js'
 import { renderPrometheus } from './metrics.js'
 import { compileStatusMatcher, isStatusPath, type StatusMatcher } from './status.js'
+import { Discovery } from './upstream/discovery.js'
 import { Pool } from './upstream/pool.js'
 import type { UpstreamServer } from './upstream/server.js'
 import type {
-  GatewayOptions, GatewayStatus, ProxyErrorEvent, TunnelCloseEvent, TunnelOpenEvent,
+  DiscoverErrorEvent, GatewayOptions, GatewayStatus, ProxyErrorEvent, TunnelCloseEvent, TunnelOpenEvent,
 } from './types.js'
 
 /** Events a gateway emits, with their payloads. */
@@ -29,6 +30,9 @@ export interface GatewayEvents {
   'tunnel:close': [TunnelCloseEvent]
   'upstream:down': [UpstreamStateEvent]
   'upstream:up': [UpstreamStateEvent]
+  'upstream:added': [UpstreamStateEvent]
+  'upstream:removed': [UpstreamStateEvent]
+  'discover:error': [DiscoverErrorEvent]
 }
 
 /** Hands a failure to the caller instead of answering it (Express's `next(err)`). */
@@ -65,6 +69,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   readonly tunnels = new Set<Tunnel>()
   private readonly detachers = new Map<Server, () => void>()
   private readonly health: HealthChecker
+  /** One per pool with `discover`. */
+  private readonly discoveries: Discovery[] = []
   /** @internal */
   readonly log: GatewayLog | null
   private closing: Promise<void> | undefined
@@ -85,9 +91,32 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.pools.set(spec.name, new Pool(spec, (server, up, reason) => announce(spec.name, server, up, reason), options.timeouts))
     }
     this.health = new HealthChecker(this.pools.values(), (pool, server, up, reason) => announce(pool.name, server, up, reason))
+    for (const pool of this.pools.values()) if (pool.spec.discover !== null) this.discoveries.push(this.discover(pool, pool.spec.discover))
     // Bound once, so `attach()` hands the same function to every server.
     this.handleUpgrade = this.handleUpgrade.bind(this)
     this.handleRequest = this.handleRequest.bind(this)
+  }
+
+  /** Follow DNS for `pool`, starting now: membership changes and lookup failures become events and records. */
+  private discover (pool: Pool, spec: NonNullable<Pool['spec']['discover']>): Discovery {
+    const membership = (added: boolean, server: UpstreamServer, reason: string): void => {
+      const event = { pool: pool.name, server: server.url, name: server.name, reason }
+      this.log?.membership(added, event)
+      this.emit(added ? 'upstream:added' : 'upstream:removed', event)
+    }
+    const discovery = new Discovery(pool, spec, {
+      added: (server, reason) => membership(true, server, reason),
+      removed: (server, reason) => membership(false, server, reason),
+      admit: (server) => this.health.admit(pool, server),
+      failed: (error) => {
+        const event = { pool: pool.name, dns: spec.dns, error }
+        this.log?.discoveryFailed(event)
+        this.emit('discover:error', event)
+      },
+      recovered: () => this.log?.discoveryRecovered(pool.name, spec.dns),
+    })
+    discovery.start()
+    return discovery
   }
 
   /** True once `close()` was called: everything new is answered 503. */
@@ -320,6 +349,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   private async shutdown (drain: number): Promise<void> {
+    for (const discovery of this.discoveries) discovery.stop()
     this.health.stop()
     // The upgrade handlers stay registered (they hold no socket or timer): with them gone, the dispatcher
     // would answer this gateway's routes 404 instead of the 503 a closed gateway owes (DESIGN: "After close()").

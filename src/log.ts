@@ -1,13 +1,13 @@
 /**
  * The gateway's records for the `logger` option (any pino-compatible
- * object): one per finished tunnel, one per upstream going down or up, one
- * per `proxy:error`. The fields are the events' own, so what a user greps
+ * object): one per finished tunnel, one per upstream going down or up, added
+ * or removed by discovery, one per `proxy:error` and `discover:error`. The fields are the events' own, so what a user greps
  * for in the log is what a `gateway.on()` listener sees.
  */
 import type { SockgateError } from './errors.js'
-import type { Logger, ProxyErrorEvent, TunnelCloseEvent, TunnelOpenEvent } from './types.js'
+import type { DiscoverErrorEvent, Logger, ProxyErrorEvent, TunnelCloseEvent, TunnelOpenEvent } from './types.js'
 
-/** Payload of `upstream:down` and `upstream:up`. */
+/** Payload of `upstream:down`, `upstream:up`, `upstream:added` and `upstream:removed`. */
 export interface UpstreamStateEvent {
   pool: string
   server: string
@@ -56,5 +56,21 @@ export class GatewayLog {
   upstream (up: boolean, event: UpstreamStateEvent): void {
     if (up) this.#logger.info({ ...event }, 'upstream up')
     else this.#logger.warn({ ...event }, 'upstream down')
+  }
+
+  /** Discovery changed the pool: routine, so info both ways. */
+  membership (added: boolean, event: UpstreamStateEvent): void {
+    this.#logger.info({ ...event }, added ? 'upstream added' : 'upstream removed')
+  }
+
+  /** Traffic still flows on the servers kept, but the pool no longer follows DNS: worth a look. */
+  discoveryFailed (event: DiscoverErrorEvent): void {
+    const { error, ...fields } = event
+    const cause = error.cause as { code?: unknown } | undefined
+    this.#logger.warn({ code: error.code, ...fields, ...(typeof cause?.code === 'string' ? { cause: cause.code } : {}) }, error.message)
+  }
+
+  discoveryRecovered (pool: string, dns: string): void {
+    this.#logger.info({ pool, dns }, 'discovery answers again')
   }
 }
