@@ -160,9 +160,10 @@ export class Discovery {
     const pool = this.pool
     // Servers an operator removed by hand are forgotten: if DNS still lists them, they join again as new.
     for (const [url, server] of this.members) if (!pool.servers.includes(server)) this.forget(url, server)
-    const wanted = new Set<string>()
+    // Leaves first, so that a newcomer may take the name of a server that just left.
+    const wanted = new Set(answer.map((m) => m.url))
+    for (const [url, server] of this.members) if (!wanted.has(url) && !this.leaving.has(server)) this.leave(url, server)
     for (const member of answer) {
-      wanted.add(member.url)
       const known = this.members.get(member.url)
       if (known !== undefined) {
         if (this.leaving.delete(known)) {
@@ -175,7 +176,6 @@ export class Discovery {
       if (pool.find(member.url) !== undefined) continue
       this.join(member)
     }
-    for (const [url, server] of this.members) if (!wanted.has(url) && !this.leaving.has(server)) this.leave(url, server)
   }
 
   private join (member: Member): void {
