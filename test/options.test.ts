@@ -69,6 +69,21 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['a down flag that is not a boolean', { upstreams: { socket_nodes: { servers: [{ url: A, down: 1 }] } } }, 'upstreams.socket_nodes.servers[0].down'],
   ['a server listed twice', { upstreams: { socket_nodes: { servers: [A, B, 'http://127.0.0.1:5001/'] } } }, 'upstreams.socket_nodes.servers[2]'],
   ['a pool of backups only', { upstreams: { socket_nodes: { servers: [{ url: A, backup: true }] } } }, 'upstreams.socket_nodes.servers'],
+  // Discovery
+  ['discover that is not an object', pool({ discover: 'nodes.svc' }), 'upstreams.socket_nodes.discover'],
+  ['an unknown discover option', pool({ discover: { dns: 'nodes.svc', port: 5000, ttl: 5 } }), 'upstreams.socket_nodes.discover.ttl'],
+  ['discover without dns', pool({ discover: { port: 5000 } }), 'upstreams.socket_nodes.discover.dns'],
+  ['a discover dns that is not a name', pool({ discover: { dns: 'http://nodes.svc', port: 5000 } }), 'upstreams.socket_nodes.discover.dns'],
+  ['discover by A records without a port', pool({ discover: { dns: 'nodes.svc' } }), 'upstreams.socket_nodes.discover.port'],
+  ['a discover port past 65535', pool({ discover: { dns: 'nodes.svc', port: 70_000 } }), 'upstreams.socket_nodes.discover.port'],
+  ['a discover port beside srv', pool({ discover: { dns: '_http._tcp.nodes.svc', srv: true, port: 5000 } }), 'upstreams.socket_nodes.discover.port'],
+  ['a discover interval under 100 ms', pool({ discover: { dns: 'nodes.svc', port: 5000, interval: 10 } }), 'upstreams.socket_nodes.discover.interval'],
+  ['a negative discover drainTimeout', pool({ discover: { dns: 'nodes.svc', port: 5000, drainTimeout: -1 } }), 'upstreams.socket_nodes.discover.drainTimeout'],
+  ['an empty discover resolver list', pool({ discover: { dns: 'nodes.svc', port: 5000, resolver: [] } }), 'upstreams.socket_nodes.discover.resolver'],
+  ['a discover resolver that is a host name', pool({ discover: { dns: 'nodes.svc', port: 5000, resolver: ['dns.local:53'] } }), 'upstreams.socket_nodes.discover.resolver[0]'],
+  ['a discover resolver with a bad port', pool({ discover: { dns: 'nodes.svc', port: 5000, resolver: ['127.0.0.1:0'] } }), 'upstreams.socket_nodes.discover.resolver[0]'],
+  ['a pool with neither servers nor discover', { upstreams: { socket_nodes: {} } }, 'upstreams.socket_nodes.servers'],
+  ['discover at the top level beside upstreams', { ...pool(), discover: { dns: 'nodes.svc', port: 5000 } }, 'discover'],
   ['an unknown balancing method', pool({ balance: 'ip_hash' }), 'upstreams.socket_nodes.balance'],
   ['a hash balance without a function', pool({ balance: { hash: 'x-user' } }), 'upstreams.socket_nodes.balance'],
   ['a negative maxFails', pool({ maxFails: -1 }), 'upstreams.socket_nodes.maxFails'],
@@ -423,4 +438,27 @@ test('options: the caller\'s objects are not changed', () => {
   const before = structuredClone(input)
   normalizeOptions(input)
   assert.deepEqual(input, before)
+})
+
+// Discovery
+
+test('options: a pool may have discover instead of servers; it learns engine.io sessions and fails over to every server', () => {
+  const { upstreams } = normalizeOptions({ upstreams: { nodes: { discover: { dns: 'nodes.svc.', port: 5000 } } } })
+  const nodes = upstreams[0]!
+  assert.deepEqual(nodes.servers, [])
+  assert.deepEqual(nodes.discover, { dns: 'nodes.svc', port: 5000, srv: false, interval: 5_000, resolver: null, drainTimeout: 60_000 })
+  assert.equal(nodes.sticky.engineIo, true)
+  assert.equal(nodes.tries, Number.POSITIVE_INFINITY)
+})
+
+test('options: discover goes beside target, or alone for the default pool', () => {
+  const spec = { dns: '_http._tcp.nodes.svc', srv: true, resolver: ['127.0.0.1:5353', '[::1]:53', '10.96.0.10'] }
+  const beside = normalizeOptions({ target: A, discover: spec }).upstreams[0]!
+  assert.deepEqual(beside.servers.map((s) => s.url), [A])
+  assert.deepEqual(beside.discover?.resolver, spec.resolver)
+  assert.equal(beside.discover?.port, null)
+  const alone = normalizeOptions({ discover: spec, balance: 'least-conn' })
+  assert.equal(alone.upstreams[0]!.name, DEFAULT_POOL)
+  assert.equal(alone.upstreams[0]!.balance, 'least-conn')
+  assert.equal(alone.routes[0]!.upstream, DEFAULT_POOL)
 })
