@@ -71,7 +71,10 @@ function origin (address: string, port: number): string {
 export async function lookupMembers (resolver: Resolver, spec: NormalizedDiscover): Promise<Member[]> {
   const members = new Map<string, Member>()
   if (!spec.srv) {
-    for (const address of await addressesOf(resolver, spec.dns)) members.set(origin(address, spec.port!), { url: origin(address, spec.port!), name: null })
+    for (const address of await addressesOf(resolver, spec.dns)) {
+      const url = origin(address, spec.port!)
+      members.set(url, { url, name: null })
+    }
     return [...members.values()].sort((a, b) => a.url.localeCompare(b.url))
   }
   const srv = await records(resolver.resolveSrv(spec.dns))
@@ -81,11 +84,12 @@ export async function lookupMembers (resolver: Resolver, spec: NormalizedDiscove
   const byName = new Map<string, Set<string>>()
   for (const record of srv) {
     const target = record.name.toLowerCase().replace(/\.$/, '')
-    const label = isIP(target) === 0 ? target.split('.')[0]! : target
+    // An address as target names nothing.
+    const label = isIP(target) === 0 ? target.split('.')[0]! : null
     for (const address of addresses.get(target) ?? []) {
       const url = origin(address, record.port)
       members.set(url, { url, name: label })
-      byName.set(label, (byName.get(label) ?? new Set()).add(url))
+      if (label !== null) byName.set(label, (byName.get(label) ?? new Set()).add(url))
     }
   }
   // A name two servers would share (one target with several addresses or ports, two domains' `web-0`) names none.
