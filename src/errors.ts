@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'SOCKGATE_ERR_BODY_CONSUMED'
   | 'SOCKGATE_ERR_STICKY_MISS'
   | 'SOCKGATE_ERR_HOOK'
+  | 'SOCKGATE_ERR_CONNECT_PROTOCOL'
 
 /** Base class of every sockgate error. */
 export class SockgateError extends Error {
@@ -244,6 +245,21 @@ export class HookError extends SockgateError {
   }
 }
 
+/**
+ * `gateway.attachHttp2()` was given a server that does not offer WebSockets
+ * over HTTP/2: browsers only use them when the server sends
+ * SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3), which sockgate never turns
+ * on by itself. Thrown, never emitted.
+ */
+export class ConnectProtocolError extends SockgateError {
+  constructor () {
+    super('SOCKGATE_ERR_CONNECT_PROTOCOL', 0,
+      'The server given to gateway.attachHttp2() does not offer WebSockets over HTTP/2: create it with ' +
+      'http2.createSecureServer({ ..., settings: { enableConnectProtocol: true } }) (browsers only use them when it is offered).')
+    this.name = 'ConnectProtocolError'
+  }
+}
+
 /** All codes, for documentation checks and for users who switch on them. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_INVALID_OPTION',
@@ -264,4 +280,5 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_BODY_CONSUMED',
   'SOCKGATE_ERR_STICKY_MISS',
   'SOCKGATE_ERR_HOOK',
+  'SOCKGATE_ERR_CONNECT_PROTOCOL',
 ] satisfies ErrorCode[])

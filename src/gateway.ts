@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
-import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Http2SecureServer, Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { ClientAbortedError, HookError, type SockgateError } from './errors.js'
@@ -8,7 +9,8 @@ import { GatewayLog, type UpstreamStateEvent } from './log.js'
 import { normalizeOptions, type NormalizedOptions, type NormalizedRoute } from './options.js'
 import { proxyRequest } from './proxy-request.js'
 import { proxyUpgrade } from './proxy-upgrade.js'
-import { sendError, verdictAnswer, writeSocketError, type Answer } from './respond.js'
+import { isResponse, sendError, verdictAnswer, writeSocketError, type Answer } from './respond.js'
+import { adoptHttp2Request, takeWebSocketStreams, type AnyHttp2Server } from './http2.js'
 import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 import { resolveClientAddress, unmapAddress } from './trust.js'
 import type { Tunnel } from './tunnel.js'
@@ -64,6 +66,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** @internal Every open tunnel, whatever its server: what `close()` ends. */
   readonly tunnels = new Set<Tunnel>()
   private readonly detachers = new Map<Server, () => void>()
+  /** The node:http2 servers whose WebSocket streams this gateway takes (`attachHttp2`). */
+  private readonly http2Detachers = new Map<AnyHttp2Server, () => void>()
   private readonly health: HealthChecker
   /** @internal */
   readonly log: GatewayLog | null
@@ -175,10 +179,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * streams the answer back. Calls `next()` (or answers 404 without one) when
    * no route matches. `onFailure`, when given, takes every failure that would
    * otherwise be answered with a 4xx/5xx (Express's `next(err)`). The whole
-   * path is in proxy-request.ts.
+   * path is in proxy-request.ts. node:http2's compat request and response
+   * (an HTTP/2 server's `'request'` event) are taken too.
    */
-  handleRequest (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void, onFailure?: FailureHandler): void {
-    proxyRequest(this, req, res, next, onFailure)
+  handleRequest (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse,
+    next?: (err?: unknown) => void, onFailure?: FailureHandler): void {
+    if (req.httpVersionMajor === 2) adoptHttp2Request(req as IncomingMessage, res as Http2ServerResponse)
+    // From here the compat objects are read through the parts of IncomingMessage and ServerResponse they share.
+    proxyRequest(this, req as IncomingMessage, res as ServerResponse, next, onFailure)
   }
 
   /**
@@ -198,7 +206,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * left is only cut loose; an answer already under way is cut. @internal
    */
   answerFailure (req: IncomingMessage, target: ServerResponse | Duplex, err: SockgateError, onFailure?: FailureHandler): void {
-    const http = target instanceof ServerResponse
+    const http = isResponse(target)
     if (err instanceof ClientAbortedError || (http && target.headersSent)) {
       target.destroy()
       return
@@ -266,12 +274,34 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * `'upgrade'` listeners, or answered 404 when there are none. CONNECT is
    * answered too ({@link answerConnect}).
    */
-  attach (server: Server): this {
+  attach (target: Server | Http2SecureServer): this {
+    // An HTTP/2 server with `allowHTTP1` emits its HTTP/1.1 clients' upgrades (and CONNECTs) as node:http does.
+    const server = target as Server
     if (this.detachers.has(server)) return this
     this.detachers.set(server, registerUpgradeHandler(server, '/', this.handleUpgrade))
     // The server's dispatcher goes when it closes, and with it this handler: a server listening anew is attached anew.
     server.once('close', () => this.detachers.delete(server))
     this.answerConnect(server)
+    return this
+  }
+
+  /**
+   * Take WebSockets over HTTP/2 (RFC 8441) on `server`, a `node:http2`
+   * server created with `settings: { enableConnectProtocol: true }` (throws
+   * `SOCKGATE_ERR_CONNECT_PROTOCOL` otherwise: sockgate never offers them by
+   * itself): its extended CONNECT streams that a route matches are routed,
+   * checked and tunnelled like upgrades, over HTTP/1.1 to the upstream.
+   * Idempotent; lets go of the server when it closes. Its plain requests
+   * stay the app's `'request'` handler's, which calls `handleRequest()`;
+   * with `allowHTTP1`, `attach(server)` takes the HTTP/1.1 clients' upgrades.
+   */
+  attachHttp2 (server: AnyHttp2Server): this {
+    if (this.http2Detachers.has(server)) return this
+    this.http2Detachers.set(server, takeWebSocketStreams(this, server))
+    server.once('close', () => {
+      this.http2Detachers.get(server)?.()
+      this.http2Detachers.delete(server)
+    })
     return this
   }
 

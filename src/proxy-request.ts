@@ -240,7 +240,9 @@ class HttpExchange {
           server.countResponse(statusCode)
           resolve()
           status = statusCode
-          res.writeHead(statusCode, statusMessage ?? '', out)
+          // HTTP/2 has no reason phrase (RFC 9113 §8.3.2), and node:http2 warns when given one.
+          if (req.httpVersionMajor === 2) res.writeHead(statusCode, out)
+          else res.writeHead(statusCode, statusMessage ?? '', out)
         },
         onResponseData (c, chunk) {
           server.bytesOut += chunk.length

@@ -62,8 +62,10 @@ function pump (from: TunnelSocket, to: TunnelSocket): void {
  * Two sockets pumped into each other with backpressure (see `pump`). A FIN
  * from one side is passed on as a FIN to the other (half-close); an error on
  * either side destroys both; the first cause is the reason reported. Bytes
- * are read off the sockets' own counters at the end, so the data path pays
- * nothing per chunk.
+ * are read off the upstream socket's own counters (what it was written is
+ * what the client sent, what it read is what the client was sent), so the
+ * data path pays nothing per chunk and the client side may be any duplex:
+ * a socket, or an HTTP/2 stream (RFC 8441), which has no counters.
  */
 export class Tunnel {
   readonly info: TunnelOpenEvent
@@ -71,9 +73,9 @@ export class Tunnel {
   private readonly client: Duplex
   private readonly upstream: Socket
   private readonly startedAt = Date.now()
-  /** Bytes already written before the tunnel began (the handshake heads), not counted as traffic. */
-  private readonly clientBase: number
-  private readonly upstreamBase: number
+  /** The upstream's counters when the tunnel began: the handshake heads are not traffic. */
+  private readonly writtenBase: number
+  private readonly readBase: number
   /** Bytes already added to the server's counters by `settle()`. */
   private settledIn = 0
   private settledOut = 0
@@ -91,8 +93,8 @@ export class Tunnel {
     this.info = info
     this.onClose = onClose
     const c = client as Partial<Socket>
-    this.clientBase = c.bytesWritten ?? 0
-    this.upstreamBase = upstream.bytesWritten
+    this.writtenBase = upstream.bytesWritten
+    this.readBase = upstream.bytesRead
 
     for (const s of [c, upstream]) {
       s.setNoDelay?.(true)
@@ -150,12 +152,11 @@ export class Tunnel {
   /**
    * Add the bytes moved since the last call to the server's counters, so the
    * status page and metrics see long-lived tunnels while they run. Read off
-   * the sockets' own counters: the data path pays nothing per chunk.
+   * the upstream socket's own counters: the data path pays nothing per chunk.
    */
   settle (): void {
-    const c = this.client as Partial<Socket>
-    const bytesIn = this.upstream.bytesWritten - this.upstreamBase
-    const bytesOut = (c.bytesWritten ?? 0) - this.clientBase
+    const bytesIn = this.upstream.bytesWritten - this.writtenBase
+    const bytesOut = this.upstream.bytesRead - this.readBase
     this.server.bytesIn += bytesIn - this.settledIn
     this.server.bytesOut += bytesOut - this.settledOut
     this.settledIn = bytesIn

@@ -262,6 +262,8 @@ export interface TunnelOpenEvent {
   name: string | null
   path: string
   clientAddress: string
+  /** True when the client's WebSocket came over HTTP/2 (RFC 8441, `gateway.attachHttp2()`); absent for HTTP/1.1. */
+  http2?: true
 }
 
 /** Payload of `tunnel:close`. */
