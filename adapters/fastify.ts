@@ -26,7 +26,7 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import {
-  afterEarlierAnswers, createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, registerUpgradeHandler, stripMountPath,
+  afterEarlierAnswers, ConnectProtocolError, createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, registerUpgradeHandler, stripMountPath,
   type GatewayOptions,
 } from '../src/index.js'
 import {
@@ -141,6 +141,16 @@ const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockga
     routeUpgrade(app, req, socket, head, self)
     return true
   })
+
+  // Over HTTP/2 a WebSocket is a stream of the page's own connection (RFC 8441), which Fastify never routes: the
+  // gateway takes it, when the app's server offers it (`https.settings.enableConnectProtocol`). Not under a prefix.
+  if (app.initialConfig.http2 === true && scope.full === '/') {
+    try {
+      gateway.attachHttp2(app.server as unknown as Parameters<Gateway['attachHttp2']>[0])
+    } catch (err) {
+      if (!(err instanceof ConnectProtocolError)) throw err
+    }
+  }
 
   function handOff (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const raw = request.raw
