@@ -9,7 +9,13 @@ import type {
   BalanceOption, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
 } from './types.js'
 
-export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
+export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0, maxLifetime: 0 })
+/**
+ * The shortest `timeouts.maxLifetime`: ending every tunnel sooner would keep
+ * clients reconnecting rather than working, and is most likely seconds
+ * written where milliseconds belong.
+ */
+export const MIN_MAX_LIFETIME = 1_000
 export const DEFAULT_BODY_LIMIT = 1_048_576
 export const DEFAULT_UPGRADES = Object.freeze(['websocket'])
 export const DEFAULT_STATUS_PATH = '/sockgate/status'
@@ -83,7 +89,7 @@ export interface NormalizedOptions {
   readonly routes: readonly NormalizedRoute[]
   readonly headers: NormalizedHeaderOptions
   readonly trust: TrustPredicate
-  readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number }>
+  readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number, maxLifetime: number }>
   readonly limits: Readonly<{ body: number }>
   /** Allowed Upgrade tokens, lower case. */
   readonly upgrades: ReadonlySet<string>
@@ -375,14 +381,18 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   checkKeys(options, '', [...TOP_LEVEL])
 
   const t = options.timeouts ?? {}
-  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, send?, idle? }')
-  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'send', 'idle'])
+  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, send?, idle?, maxLifetime? }')
+  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'send', 'idle', 'maxLifetime'])
   const timeouts = {
     connect: integer(t.connect, 'timeouts.connect', DEFAULT_TIMEOUTS.connect, 1, ' (ms)'),
     handshake: integer(t.handshake, 'timeouts.handshake', DEFAULT_TIMEOUTS.handshake, 1, ' (ms)'),
     request: integer(t.request, 'timeouts.request', DEFAULT_TIMEOUTS.request, 1, ' (ms)'),
     send: integer(t.send, 'timeouts.send', DEFAULT_TIMEOUTS.send, 1, ' (ms)'),
     idle: integer(t.idle, 'timeouts.idle', DEFAULT_TIMEOUTS.idle, 0, ' (ms)'),
+    maxLifetime: integer(t.maxLifetime, 'timeouts.maxLifetime', DEFAULT_TIMEOUTS.maxLifetime, 0, ' (ms)'),
+  }
+  if (timeouts.maxLifetime > 0 && timeouts.maxLifetime < MIN_MAX_LIFETIME) {
+    fail('timeouts.maxLifetime', `must be 0 (no limit) or at least ${MIN_MAX_LIFETIME} (ms)`)
   }
   const l = options.limits ?? {}
   if (!isObject(l)) fail('limits', 'must be { body? }')

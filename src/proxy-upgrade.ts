@@ -219,7 +219,7 @@ class UpgradeExchange {
       server.tunnelClosed(t)
       log?.tunnelClosed(event)
       gateway.emit('tunnel:close', event)
-    })
+    }, gateway.options.timeouts.maxLifetime)
     gateway.tunnels.add(tunnel)
     server.tunnelOpened(tunnel)
     log?.tunnelOpened(info)

@@ -146,6 +146,11 @@ export interface TimeoutOptions {
   send?: number
   /** Closing a tunnel with no traffic either way; `0` never (TCP keepalive on both sockets). Default: `0`. */
   idle?: number
+  /**
+   * Ending a tunnel this long after it opened, each at its own point within ±10%, so clients move onto new
+   * servers and reconnect at different times; `0` never, else at least `1000`. Default: `0`.
+   */
+  maxLifetime?: number
 }
 
 /** Size limits in bytes. */
@@ -251,7 +256,7 @@ export interface GatewayStatus {
 }
 
 /** Why a tunnel ended, as reported by `tunnel:close`. */
-export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'gateway-closed' | 'drained'
+export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'max-lifetime' | 'gateway-closed' | 'drained'
 
 /** Payload of `tunnel:open`. */
 export interface TunnelOpenEvent {

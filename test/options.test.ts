@@ -44,6 +44,10 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['a negative idle timeout', { target: A, timeouts: { idle: -1 } }, 'timeouts.idle'],
   ['a send timeout of 0', { target: A, timeouts: { send: 0 } }, 'timeouts.send'],
   ['an idle timeout longer than a Node timer allows', { target: A, timeouts: { idle: 2 ** 31 } }, 'timeouts.idle'],
+  ['a max lifetime under a second', { target: A, timeouts: { maxLifetime: 999 } }, 'timeouts.maxLifetime'],
+  ['a negative max lifetime', { target: A, timeouts: { maxLifetime: -1 } }, 'timeouts.maxLifetime'],
+  ['a max lifetime that is not an integer', { target: A, timeouts: { maxLifetime: 60_000.5 } }, 'timeouts.maxLifetime'],
+  ['a max lifetime longer than a Node timer allows', { target: A, timeouts: { maxLifetime: 2 ** 31 } }, 'timeouts.maxLifetime'],
   ['limits that are not an object', { target: A, limits: 1024 }, 'limits'],
   ['an unknown limit', { target: A, limits: { headers: 8192 } }, 'limits.headers'],
   ['a negative body limit', { target: A, limits: { body: -1 } }, 'limits.body'],
@@ -174,14 +178,15 @@ for (const [old, options, now] of RENAMED) {
 
 // Defaults
 
-test('options: timeouts default to connect 5000, handshake 10000, request 60000, send 60000 and idle 0', () => {
-  assert.deepEqual({ ...normalizeOptions({ target: A }).timeouts }, { connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
-  assert.deepEqual({ ...DEFAULT_TIMEOUTS }, { connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
+test('options: timeouts default to connect 5000, handshake 10000, request 60000, send 60000, idle 0 and maxLifetime 0', () => {
+  const defaults = { connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0, maxLifetime: 0 }
+  assert.deepEqual({ ...normalizeOptions({ target: A }).timeouts }, defaults)
+  assert.deepEqual({ ...DEFAULT_TIMEOUTS }, defaults)
 })
 
 test('options: one timeout given leaves the others at their defaults', () => {
   assert.deepEqual({ ...normalizeOptions({ target: A, timeouts: { request: 120_000 } }).timeouts },
-    { connect: 5_000, handshake: 10_000, request: 120_000, send: 60_000, idle: 0 })
+    { connect: 5_000, handshake: 10_000, request: 120_000, send: 60_000, idle: 0, maxLifetime: 0 })
 })
 
 test('options: limits.body defaults to 1048576 bytes', () => {

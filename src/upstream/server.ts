@@ -5,7 +5,7 @@ import type { ServerState, ServerStatus } from '../types.js'
 export type UpgradeResult = 'switched' | 'refused' | 'failed' | 'aborted'
 
 /** 2^31 - 1: the longest delay a Node timer supports; a longer one would fire at once. */
-const MAX_TIMER_MS = 2_147_483_647
+export const MAX_TIMER_MS = 2_147_483_647
 
 /** Settings of one server after validation. */
 export interface ServerSpec {

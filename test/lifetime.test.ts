@@ -1,0 +1,78 @@
+/**
+ * How tunnels end on purpose (issue 12): `timeouts.maxLifetime` with its
+ * jitter, and `gateway.close({ drain, spread })` ending the tunnels left at
+ * the deadline one after another instead of in one burst. Real `ws` clients
+ * through a real gateway to a real `ws` upstream.
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import type { WebSocket } from 'ws'
+import type { GatewayOptions } from '../src/index.js'
+import { LIFETIME_JITTER, lifetimeDelay } from '../src/tunnel.js'
+import { eventually, gatewayServer, nextMessage, openWs, recordEvents, watchForCrashes, wsEchoUpstream } from './helpers/servers.js'
+import { mapLimit } from './helpers/balance.js'
+
+watchForCrashes()
+
+/** A ws echo upstream behind a gateway on a plain http server, with the gateway's events recorded. */
+async function echoThroughGateway (t: TestContext, options: Partial<GatewayOptions> = {}) {
+  const upstream = await wsEchoUpstream(t)
+  const g = await gatewayServer(t, { target: upstream.url, ...options })
+  return { upstream, ...g, events: recordEvents(g.gateway) }
+}
+
+/** `n` open clients through the gateway at `url`, opened a few dozen at a time. */
+function openMany (t: TestContext, url: string, n: number): Promise<WebSocket[]> {
+  return mapLimit(Array.from({ length: n }, (_, i) => i), 50, (i) => openWs(t, `${url}/c${i}`))
+}
+
+// ---------------------------------------------------------------- maxLifetime
+
+test('lifetime: each tunnel\'s lifetime is drawn within 10% either side of timeouts.maxLifetime', () => {
+  assert.equal(LIFETIME_JITTER, 0.1)
+  assert.equal(lifetimeDelay(60_000, () => 0), 54_000)
+  assert.equal(lifetimeDelay(60_000, () => 0.999_999), 66_000)
+  assert.equal(lifetimeDelay(60_000, () => 0.5), 60_000)
+  const delays = Array.from({ length: 2_000 }, () => lifetimeDelay(3_600_000))
+  assert.ok(delays.every((d) => d >= 3_240_000 && d <= 3_960_000 && Number.isInteger(d)))
+  // Spread over the whole range, in few enough distinct delays that Node's timer lists are shared.
+  const distinct = new Set(delays)
+  assert.ok(distinct.size > 150 && distinct.size <= 201, `${distinct.size} distinct delays`)
+  assert.ok(Math.min(...delays) < 3_300_000 && Math.max(...delays) > 3_900_000)
+})
+
+test('lifetime: a lifetime near the longest Node timer is never drawn past it', () => {
+  assert.equal(lifetimeDelay(2_147_483_647, () => 0.999_999), 2_147_483_647)
+})
+
+test('lifetime: timeouts.maxLifetime ends busy tunnels with reason max-lifetime, each at its own time, both sides closed', async (t) => {
+  const { url, upstream, gateway, events } = await echoThroughGateway(t, { timeouts: { maxLifetime: 1_000 } })
+  const clients = await openMany(t, url, 20)
+  // Traffic does not keep a tunnel past its lifetime (unlike timeouts.idle).
+  for (const ws of clients) {
+    const echo = nextMessage(ws)
+    ws.send('still here')
+    assert.equal(String(await echo), 'still here')
+  }
+  assert.ok(await eventually(() => clients.every((ws) => ws.readyState === ws.CLOSED), 3_000), 'a client outlived its tunnel\'s lifetime')
+  assert.ok(await eventually(() => gateway.status().tunnels.open === 0), 'a tunnel stayed open')
+  assert.ok(await eventually(() => upstream.sockets.size === 0), 'an upstream socket stayed open')
+  assert.equal(events.closed.length, 20)
+  for (const e of events.closed) {
+    assert.equal(e.reason, 'max-lifetime')
+    // 900 to 1100 ms by the draw; a timer never fires early, and a loaded machine may make it late.
+    assert.ok(e.durationMs >= 899, `a tunnel ended after ${e.durationMs} ms`)
+  }
+  const durations = events.closed.map((e) => e.durationMs)
+  assert.ok(new Set(durations).size > 1, 'every tunnel lived exactly as long: no jitter')
+})
+
+test('lifetime: without timeouts.maxLifetime a tunnel outlives a second', async (t) => {
+  const { url, events } = await echoThroughGateway(t)
+  const ws = await openWs(t, url + '/long')
+  await new Promise((resolve) => setTimeout(resolve, 1_300))
+  const echo = nextMessage(ws)
+  ws.send('after 1.3 s')
+  assert.equal(String(await echo), 'after 1.3 s')
+  assert.equal(events.closed.length, 0)
+})
