@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import { MAX_TIMER_MS, type UpstreamServer } from './upstream/server.js'
 import type { TunnelCloseEvent, TunnelCloseReason, TunnelOpenEvent } from './types.js'
@@ -199,4 +200,27 @@ export class Tunnel {
       ...(this.error === undefined ? {} : { error: this.error }),
     })
   }
+}
+
+/**
+ * End `tunnels` one after another, evenly over `spread` ms (the first at
+ * once), so the clients they carried do not all come back in the same
+ * second. Resolves once the last has been ended. One timer at a time,
+ * however many tunnels; the clock is `performance.now()`, which a test's
+ * fake `Date` leaves alone.
+ */
+export function endSpread (tunnels: readonly Tunnel[], reason: TunnelCloseReason, spread: number): Promise<void> {
+  return new Promise((resolve) => {
+    const start = performance.now()
+    const gap = spread / tunnels.length
+    let next = 0
+    const step = (): void => {
+      // A late timer (a busy event loop) ends every tunnel already due: the whole still takes `spread`.
+      const due = Math.min(tunnels.length, Math.floor((performance.now() - start) / gap) + 1)
+      while (next < due) tunnels[next++]!.destroy(reason)
+      if (next === tunnels.length) resolve()
+      else setTimeout(step, Math.max(1, start + next * gap - performance.now()))
+    }
+    step()
+  })
 }

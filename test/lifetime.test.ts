@@ -6,6 +6,7 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { performance } from 'node:perf_hooks'
 import type { WebSocket } from 'ws'
 import type { GatewayOptions } from '../src/index.js'
 import { LIFETIME_JITTER, lifetimeDelay } from '../src/tunnel.js'
@@ -24,6 +25,11 @@ async function echoThroughGateway (t: TestContext, options: Partial<GatewayOptio
 /** `n` open clients through the gateway at `url`, opened a few dozen at a time. */
 function openMany (t: TestContext, url: string, n: number): Promise<WebSocket[]> {
   return mapLimit(Array.from({ length: n }, (_, i) => i), 50, (i) => openWs(t, `${url}/c${i}`))
+}
+
+/** When each client saw its socket close (performance.now()), in the order the clients were given. */
+function closeTimes (clients: readonly WebSocket[]): Array<Promise<number>> {
+  return clients.map((ws) => new Promise((resolve) => ws.once('close', () => resolve(performance.now()))))
 }
 
 // ---------------------------------------------------------------- maxLifetime
@@ -75,4 +81,69 @@ test('lifetime: without timeouts.maxLifetime a tunnel outlives a second', async 
   ws.send('after 1.3 s')
   assert.equal(String(await echo), 'after 1.3 s')
   assert.equal(events.closed.length, 0)
+})
+
+// ---------------------------------------------------------------- close({ spread })
+
+const TUNNELS = 200
+const SPREAD = 1_500
+const BINS = 10
+
+/** Opens TUNNELS tunnels, closes the gateway with `options`, and returns the clients' close times relative to the first. */
+async function closeAll (t: TestContext, options: { drain: number, spread?: number }) {
+  const { url, gateway, events } = await echoThroughGateway(t)
+  const clients = await openMany(t, url, TUNNELS)
+  const closed = closeTimes(clients)
+  const started = performance.now()
+  await gateway.close(options)
+  const resolvedAt = performance.now()
+  const times = await Promise.all(closed)
+  const first = Math.min(...times)
+  return { relative: times.map((x) => x - first), first: first - started, resolvedAt: resolvedAt - started, last: Math.max(...times) - started, events }
+}
+
+/** How many of `relative` fall in each tenth of `window` ms (the last bin takes everything after it). */
+function histogram (relative: readonly number[], window: number): number[] {
+  const bins = new Array<number>(BINS).fill(0)
+  for (const x of relative) bins[Math.min(BINS - 1, Math.floor(x / (window / BINS)))]!++
+  return bins
+}
+
+test('close: { drain, spread } ends the tunnels left at the deadline evenly over spread ms, not in one burst', async (t) => {
+  const { relative, first, last, resolvedAt, events } = await closeAll(t, { drain: 100, spread: SPREAD })
+  const bins = histogram(relative, SPREAD)
+  // Evenly would be 20 a bin; a busy machine may delay a timer and bunch a few, never a fifth of them.
+  assert.ok(bins.every((n) => n <= TUNNELS / 5), `closes per tenth of the window: ${bins.join(' ')}`)
+  assert.ok(Math.max(...relative) >= 0.7 * SPREAD, `first and last close only ${Math.round(Math.max(...relative))} ms apart`)
+  assert.ok(first >= 99, `the first tunnel ended ${Math.round(first)} ms after close(), before the drain was over`)
+  // close() resolves once the last tunnel is ended, not before.
+  assert.ok(resolvedAt >= 100 + 0.7 * SPREAD, `close() resolved after ${Math.round(resolvedAt)} ms`)
+  assert.ok(last - resolvedAt < 1_000, 'a client saw its tunnel close long after close() resolved')
+  assert.equal(events.closed.length, TUNNELS)
+  assert.ok(events.closed.every((e) => e.reason === 'drained'))
+})
+
+test('close: without spread the tunnels left at the deadline end in one burst', async (t) => {
+  const { relative, events } = await closeAll(t, { drain: 100 })
+  const bins = histogram(relative, SPREAD)
+  assert.ok(bins[0]! >= TUNNELS * 0.9, `closes per tenth of the window: ${bins.join(' ')}`)
+  assert.ok(events.closed.every((e) => e.reason === 'drained'))
+})
+
+test('close: { spread } without drain ends every tunnel over spread ms with reason gateway-closed', async (t) => {
+  const { url, gateway, events } = await echoThroughGateway(t)
+  const clients = await openMany(t, url, 20)
+  const closed = closeTimes(clients)
+  await gateway.close({ spread: 400 })
+  const times = await Promise.all(closed)
+  assert.ok(Math.max(...times) - Math.min(...times) >= 0.7 * 400, 'the tunnels ended together')
+  assert.deepEqual(new Set(events.closed.map((e) => e.reason)), new Set(['gateway-closed']))
+})
+
+test('close: a spread that is not a whole number of ms from 0 to 2147483647 is refused and the gateway stays open', async (t) => {
+  const { gateway } = await echoThroughGateway(t)
+  for (const spread of [-1, 1.5, Number.NaN, 2 ** 31]) {
+    assert.throws(() => gateway.close({ spread }), (err: unknown) => err instanceof RangeError && err.message.includes('spread'))
+  }
+  assert.equal(gateway.closed, false)
 })
