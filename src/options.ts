@@ -61,6 +61,8 @@ export interface NormalizedUpstream {
   readonly tries: number
   readonly failoverTimeout: number
   readonly tls: Readonly<UpstreamTlsOptions> | null
+  /** Milliseconds over which a server that comes back or joins ramps up to its weight; 0: none. */
+  readonly slowStart: number
 }
 
 /** How a route matches the Host header. */
@@ -110,7 +112,7 @@ const RENAMED: Record<string, string> = {
   changeOrigin: "headers.host: 'upstream'",
 }
 /** Pool options, which the `target` shorthand takes at the top level. */
-const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls'] as const
+const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls', 'slowStart'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS])
@@ -276,11 +278,18 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     if (servername !== undefined && (typeof servername !== 'string' || servername === '')) fail(`${at}tls.servername`, 'must be a host name')
   }
   if (value.retryNonIdempotent !== undefined && typeof value.retryNonIdempotent !== 'boolean') fail(`${at}retryNonIdempotent`, 'must be a boolean')
+  const balance = normalizeBalance(value.balance, `${at}balance`)
+  const slowStart = integer(value.slowStart, `${at}slowStart`, 0, 0, ' (ms)')
+  // A hash method places a client by the ring, not by weight shares: ramping a weight would move clients between
+  // servers (the ring is rebuilt per weight) rather than slow the newcomer down. nginx refuses the pair too.
+  if (slowStart > 0 && (balance === 'ip-hash' || typeof balance === 'object')) {
+    fail(`${at}slowStart`, "cannot be combined with balance 'ip-hash' or { hash }; use 'round-robin', 'least-conn' or 'random-two'")
+  }
 
   return {
     name,
     servers,
-    balance: normalizeBalance(value.balance, `${at}balance`),
+    balance,
     sticky,
     health: normalizeHealth(value.health, `${at}health`),
     connections: integer(value.connections, `${at}connections`, DEFAULT_CONNECTIONS, 1),
@@ -290,6 +299,7 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     tries: integer(value.tries, `${at}tries`, servers.length, 1),
     failoverTimeout: integer(value.failoverTimeout, `${at}failoverTimeout`, failoverDefault, 1, ' (ms)'),
     tls: value.tls === undefined ? null : copyTls(value.tls),
+    slowStart,
   }
 }
 

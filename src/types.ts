@@ -99,6 +99,12 @@ export interface UpstreamOptions {
   failoverTimeout?: number
   /** TLS settings for `https:`/`wss:` servers. */
   tls?: UpstreamTlsOptions
+  /**
+   * Milliseconds over which a server that comes back up (health checks, passive recovery, `markUp`, `undrain`) or
+   * joins (`add`) grows from a tenth of its weight to all of it (nginx plus `slow_start`); not with `ip-hash` or
+   * `{ hash }`. Default: `0` (full weight at once).
+   */
+  slowStart?: number
 }
 
 /** A route: which requests go to which pool (nginx `server_name` + `location`). */
@@ -190,7 +196,7 @@ export type TargetPoolOptions = Omit<UpstreamOptions, 'servers'>
 export interface GatewayOptions extends TargetPoolOptions {
   /**
    * Shorthand for one pool (`default`) and one route (`/`). The pool options (`balance`, `sticky`, `health`,
-   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`) go
+   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`, `slowStart`) go
    * beside it at the top level.
    */
   target?: ServerOption | ServerOption[]

@@ -75,6 +75,11 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['a pool of backups only', { upstreams: { socket_nodes: { servers: [{ url: A, backup: true }] } } }, 'upstreams.socket_nodes.servers'],
   ['an unknown balancing method', pool({ balance: 'ip_hash' }), 'upstreams.socket_nodes.balance'],
   ['a hash balance without a function', pool({ balance: { hash: 'x-user' } }), 'upstreams.socket_nodes.balance'],
+  ['a negative slowStart', pool({ slowStart: -1 }), 'upstreams.socket_nodes.slowStart'],
+  ['a slowStart that is not an integer', pool({ slowStart: 0.5 }), 'upstreams.socket_nodes.slowStart'],
+  ['slowStart with ip-hash', pool({ balance: 'ip-hash', slowStart: 30_000 }), 'upstreams.socket_nodes.slowStart'],
+  ['slowStart with a hash balance', pool({ balance: { hash: () => 'k' }, slowStart: 30_000 }), 'upstreams.socket_nodes.slowStart'],
+  ['slowStart with ip-hash beside target', { target: [A, B], balance: 'ip-hash', slowStart: 30_000 }, 'slowStart'],
   ['a negative maxFails', pool({ maxFails: -1 }), 'upstreams.socket_nodes.maxFails'],
   ['a failTimeout of 0', pool({ failTimeout: 0 }), 'upstreams.socket_nodes.failTimeout'],
   ['tries of 0', pool({ tries: 0 }), 'upstreams.socket_nodes.tries'],
@@ -218,6 +223,13 @@ test('options: a pool of two gets round-robin, engine.io stickiness, maxFails 1,
   assert.equal(upstream.health, null)
   assert.equal(upstream.tls, null)
   assert.deepEqual(upstream.sticky, { engineIo: true, cookie: null })
+})
+
+test('options: slowStart defaults to 0 and is taken beside target with the weighted methods', () => {
+  assert.equal(normalizeOptions(pool()).upstreams[0]?.slowStart, 0)
+  for (const balance of ['round-robin', 'least-conn', 'random-two'] as const) {
+    assert.equal(normalizeOptions({ target: [A, B], balance, slowStart: 30_000 }).upstreams[0]?.slowStart, 30_000)
+  }
 })
 
 test('options: an expectBody RegExp with g or y matches every probe, not every other one', () => {
