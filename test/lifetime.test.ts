@@ -7,6 +7,8 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { performance } from 'node:perf_hooks'
+import v8 from 'node:v8'
+import vm from 'node:vm'
 import type { WebSocket } from 'ws'
 import type { GatewayOptions } from '../src/index.js'
 import { LIFETIME_JITTER, lifetimeDelay } from '../src/tunnel.js'
@@ -52,7 +54,10 @@ test('lifetime: a lifetime near the longest Node timer is never drawn past it', 
 })
 
 test('lifetime: timeouts.maxLifetime ends busy tunnels with reason max-lifetime, each at its own time, both sides closed', async (t) => {
-  const { url, upstream, gateway, events } = await echoThroughGateway(t, { timeouts: { maxLifetime: 1_000 } })
+  const records: Array<Record<string, unknown>> = []
+  const keep = (obj: object, msg?: string): void => { if (msg === 'tunnel closed') records.push(obj as Record<string, unknown>) }
+  const logger = { info: keep, warn: keep, error: keep, debug: keep }
+  const { url, upstream, gateway, events } = await echoThroughGateway(t, { timeouts: { maxLifetime: 1_000 }, logger })
   const clients = await openMany(t, url, 20)
   // Traffic does not keep a tunnel past its lifetime (unlike timeouts.idle).
   for (const ws of clients) {
@@ -69,8 +74,25 @@ test('lifetime: timeouts.maxLifetime ends busy tunnels with reason max-lifetime,
     // 900 to 1100 ms by the draw; a timer never fires early, and a loaded machine may make it late.
     assert.ok(e.durationMs >= 899, `a tunnel ended after ${e.durationMs} ms`)
   }
+  assert.deepEqual(new Set(records.map((r) => r.reason)), new Set(['max-lifetime']), 'the log records another reason')
+  assert.equal(records.length, 20)
   const durations = events.closed.map((e) => e.durationMs)
   assert.ok(new Set(durations).size > 1, 'every tunnel lived exactly as long: no jitter')
+})
+
+test('lifetime: a tunnel that ends before its lifetime is not held in memory by its timer', async (t) => {
+  v8.setFlagsFromString('--expose-gc')
+  const gc = vm.runInNewContext('gc') as () => void
+  const { url, gateway } = await echoThroughGateway(t, { timeouts: { maxLifetime: 3_600_000 } })
+  const ws = await openWs(t, url + '/short')
+  const tunnel = new WeakRef([...gateway.tunnels][0]!)
+  ws.close()
+  assert.ok(await eventually(() => gateway.tunnels.size === 0), 'the tunnel stayed open')
+  for (let i = 0; i < 20 && tunnel.deref() !== undefined; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    gc()
+  }
+  assert.equal(tunnel.deref(), undefined, 'an ended tunnel is still reachable, an hour before its timer would fire')
 })
 
 test('lifetime: without timeouts.maxLifetime a tunnel outlives a second', async (t) => {
