@@ -212,7 +212,7 @@ test('options: a pool of two gets round-robin, engine.io stickiness, maxFails 1,
   assert.equal(upstream.failTimeout, 10_000)
   assert.equal(upstream.health, null)
   assert.equal(upstream.tls, null)
-  assert.deepEqual(upstream.sticky, { engineIo: true, cookie: null })
+  assert.deepEqual(upstream.sticky, { engineIo: true, store: null, cookie: null })
 })
 
 test('options: an expectBody RegExp with g or y matches every probe, not every other one', () => {
@@ -230,7 +230,7 @@ test('options: a pool caps each server at 1024 connections and replays no non-id
 })
 
 test('options: a pool of one server learns no engine.io sessions by default', () => {
-  assert.deepEqual(normalizeOptions({ target: A }).upstreams[0]?.sticky, { engineIo: false, cookie: null })
+  assert.deepEqual(normalizeOptions({ target: A }).upstreams[0]?.sticky, { engineIo: false, store: null, cookie: null })
 })
 
 test('options: sticky.engineIo false turns the default off; a cookie alone keeps it on', () => {
