@@ -6,12 +6,16 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
 import { engineIoId, type Gateway, type ProxyErrorEvent, type ServerOption, type StickyOptions } from '../src/index.js'
 import { request, socketIoCluster, type SocketIoNode } from './helpers/balance.js'
 import { startRedis, redisSkip, type RedisServer } from './helpers/redis.js'
 import { gatewayServer, recordEvents } from './helpers/servers.js'
+import { Stickiness } from '../src/balance/stickiness.js'
+import { normalizeOptions } from '../src/options.js'
+import { UpstreamServer } from '../src/upstream/server.js'
 
 const POLLING = '/socket.io/?EIO=4&transport=polling'
 const TEXT = { 'content-type': 'text/plain;charset=UTF-8' }
@@ -244,6 +248,29 @@ for (const [library, connect] of Object.entries(CLIENTS)) {
     assert.match(reports[0]!.error.message, new RegExp(`^The sticky session store of pool "io" \\(${library}\\) `))
   })
 }
+
+test('sticky store: a session still in use here pushes its expiry in the store out, at most every quarter of the idle time', { skip: redisSkip }, async (t) => {
+  const redis = await redisServer(t)
+  const store = await CLIENTS.ioredis!(t, redis)
+  const spec = normalizeOptions({ upstreams: { io: { servers: ['http://127.0.0.1:5001', 'http://127.0.0.1:5002'], sticky: { engineIo: { store: store.client } } } } }).upstreams[0]!
+  const servers = spec.servers.map((s) => new UpstreamServer(s))
+  let now = 1_000_000
+  const sticky = new Stickiness(spec.sticky, () => servers, { idleMs: 1_000, now: () => now }, { pool: 'io', onStoreDown: () => {} })
+  const handshake = { url: POLLING, headers: {} } as IncomingMessage
+  sticky.learnFromResponse(handshake, servers[1]!, 200, Buffer.from('0{"sid":"abc","upgrades":[]}'))
+  const key = 'sockgate:sid:io:abc'
+  assert.ok(await until(async () => await store.command(['GET', key]) === servers[1]!.url))
+  // A long expiry of the test's own shows whether the gateway set it again.
+  await store.command(['PEXPIRE', key, '60000'])
+  const poll = { url: `${POLLING}&sid=abc`, headers: {} } as IncomingMessage
+  assert.equal(sticky.lookup(poll), servers[1])
+  now += 200
+  assert.equal(sticky.lookup(poll), servers[1])
+  assert.ok(Number(await store.command(['PTTL', key])) > 1_000, 'not yet: less than a quarter of the idle time went by')
+  now += 100
+  assert.equal(sticky.lookup(poll), servers[1])
+  assert.ok(await until(async () => Number(await store.command(['PTTL', key])) <= 1_000), 'the expiry is the idle time again')
+})
 
 test('sticky store: a Redis that does not answer holds a request for at most the bounded wait, then it is balanced', { skip: redisSkip }, async (t) => {
   const redis = await redisServer(t)
