@@ -12,7 +12,7 @@ import { createClient } from 'redis'
 import { engineIoId, type Gateway, type ProxyErrorEvent, type ServerOption, type StickyOptions } from '../src/index.js'
 import { request, socketIoCluster, type SocketIoNode } from './helpers/balance.js'
 import { startRedis, redisSkip, type RedisServer } from './helpers/redis.js'
-import { gatewayServer, recordEvents } from './helpers/servers.js'
+import { gatewayServer, nextMessage, openWs, recordEvents } from './helpers/servers.js'
 import { Stickiness } from '../src/balance/stickiness.js'
 import { normalizeOptions } from '../src/options.js'
 import { UpstreamServer } from '../src/upstream/server.js'
@@ -56,6 +56,17 @@ async function roundTrip (ports: readonly number[], sid?: string): Promise<{ sid
   return { sid, node: (JSON.parse(ack[1]!) as Array<{ node: string }>)[0]!.node }
 }
 
+/**
+ * Upgrade the polling session `sid` to WebSocket through the gateway on
+ * `port` (engine.io's probe: `2probe`, answered `3probe`); resolves with the
+ * answer, which only the session's own node gives.
+ */
+async function upgradeSession (t: TestContext, port: number, sid: string): Promise<string> {
+  const ws = await openWs(t, `http://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket&sid=${encodeURIComponent(sid)}`)
+  ws.send('2probe')
+  return (await nextMessage(ws)).toString()
+}
+
 /** `n` Socket.IO nodes whose engine.io ids carry their names (`n0`, `n1`, ...). */
 async function namedCluster (t: TestContext, n: number): Promise<SocketIoNode[]> {
   const nodes = await socketIoCluster(t, n)
@@ -78,6 +89,14 @@ test('sticky names: a session handshaken through gateway A goes on through gatew
   assert.equal(node, sid.slice(0, sid.indexOf('.')), 'the node that made the session answered everything')
   assert.equal(unknownSids(nodes), 0)
   assert.equal(b.gateway.pool('io').sticky!.sessions!.size, 0, 'B kept no table for it')
+})
+
+test('sticky names: the websocket upgrade of a session handshaken through gateway A goes through gateway B', async (t) => {
+  const nodes = await namedCluster(t, 3)
+  const a = await gateway(t, nodes, { named: true })
+  const b = await gateway(t, nodes, { named: true })
+  await handshake(a.port)
+  assert.equal(await upgradeSession(t, b.port, await handshake(a.port)), '3probe')
 })
 
 test('sticky names: a named session is not learnt into the table', async (t) => {
@@ -200,6 +219,16 @@ for (const [library, connect] of Object.entries(CLIENTS)) {
     assert.equal(failure, undefined)
     assert.ok(node !== undefined)
     assert.equal(unknownSids(nodes), 0)
+  })
+
+  test(`sticky store (${library}): the websocket upgrade of a session handshaken through gateway A goes through gateway B`, { skip: redisSkip }, async (t) => {
+    const redis = await redisServer(t)
+    const nodes = await socketIoCluster(t, 3)
+    const a = await gateway(t, nodes, { sticky: { engineIo: { store: (await connect(t, redis)).client } } })
+    const b = await gateway(t, nodes, { sticky: { engineIo: { store: (await connect(t, redis)).client } } })
+    await handshake(a.port)
+    const sid = await handshake(a.port)
+    assert.equal(await upgradeSession(t, b.port, sid), '3probe')
   })
 
   test(`sticky store (${library}): the learnt sid is kept under the pool's prefix for the table's idle time`, { skip: redisSkip }, async (t) => {
