@@ -301,37 +301,40 @@ test('sticky store: a session still in use here pushes its expiry in the store o
   assert.ok(await until(async () => Number(await store.command(['PTTL', key])) <= 1_000), 'the expiry is the idle time again')
 })
 
-test('sticky store: a Redis that does not answer holds a request for at most the bounded wait, then it is balanced', { skip: redisSkip }, async (t) => {
+/**
+ * A gateway whose store is a Redis the test can pause (`CLIENT PAUSE`: every
+ * client's commands wait, the test's own included), and its store reports.
+ */
+async function pausableStore (t: TestContext): Promise<{ port: number, reports: () => ProxyErrorEvent[], pause: (ms: number) => Promise<unknown>, admin: StoreClient }> {
   const redis = await redisServer(t)
   const nodes = await socketIoCluster(t, 2)
   const store = await CLIENTS.ioredis!(t, redis)
   const admin = await CLIENTS.ioredis!(t, redis)
   const a = await gateway(t, nodes, { sticky: { engineIo: { store: store.client } } })
   const events = recordEvents(a.gateway)
-  // Redis holds every client's commands for 2 s; the gateway waits 150 ms of them.
-  await admin.command(['CLIENT', 'PAUSE', '2000', 'ALL'])
-  const res = await request(a.port, `${POLLING}&sid=not-seen-here`)
+  return { port: a.port, reports: () => storeErrors(events.errors), pause: (ms) => admin.command(['CLIENT', 'PAUSE', String(ms), 'ALL']), admin }
+}
+
+test('sticky store: a Redis that does not answer holds a request for at most the bounded wait, then it is balanced', { skip: redisSkip }, async (t) => {
+  const { port, reports, pause } = await pausableStore(t)
+  // Redis holds every command for 2 s; the gateway waits 150 ms of them.
+  await pause(2_000)
+  const res = await request(port, `${POLLING}&sid=not-seen-here`)
   assert.equal(res.status, 400, 'a node answered: the request went on without a pin')
-  const reports = storeErrors(events.errors)
-  assert.equal(reports.length, 1)
-  assert.match(reports[0]!.error.message, /did not answer within 150 ms/)
+  assert.equal(reports().length, 1)
+  assert.match(reports()[0]!.error.message, /did not answer within 150 ms/)
 })
 
 test('sticky store: after it works again, the next failure is reported again', { skip: redisSkip }, async (t) => {
-  const redis = await redisServer(t)
-  const nodes = await socketIoCluster(t, 2)
-  const store = await CLIENTS.ioredis!(t, redis)
-  const admin = await CLIENTS.ioredis!(t, redis)
-  const a = await gateway(t, nodes, { sticky: { engineIo: { store: store.client } } })
-  const events = recordEvents(a.gateway)
-  await admin.command(['CLIENT', 'PAUSE', '500', 'ALL'])
-  await request(a.port, `${POLLING}&sid=first`)
-  await request(a.port, `${POLLING}&sid=second`)
-  assert.equal(storeErrors(events.errors).length, 1, 'once while it fails')
+  const { port, reports, pause, admin } = await pausableStore(t)
+  await pause(500)
+  await request(port, `${POLLING}&sid=first`)
+  await request(port, `${POLLING}&sid=second`)
+  assert.equal(reports().length, 1, 'once while it fails')
   // Paused with the rest, PING answers once the pause is over.
   await admin.command(['PING'])
-  await request(a.port, `${POLLING}&sid=third`)
-  await admin.command(['CLIENT', 'PAUSE', '500', 'ALL'])
-  await request(a.port, `${POLLING}&sid=fourth`)
-  assert.equal(storeErrors(events.errors).length, 2)
+  await request(port, `${POLLING}&sid=third`)
+  await pause(500)
+  await request(port, `${POLLING}&sid=fourth`)
+  assert.equal(reports().length, 2)
 })
