@@ -140,7 +140,7 @@ export class Stickiness {
 
   /**
    * The member server `req` is pinned to: by its `?sid=` when the sid names
-   * a member ({@link engineIoId}) or the session table knows it (the more
+   * a member (`engineIoId()`) or the session table knows it (the more
    * precise pins, and the only ones a cookie-less client has), else by the
    * cookie. Whether that server may take the request is the caller's
    * decision.
@@ -164,7 +164,7 @@ export class Stickiness {
   }
 
   /**
-   * The member whose name `sid` carries ({@link engineIoId}), or undefined:
+   * The member whose name `sid` carries (`engineIoId()`), or undefined:
    * a sid of another form, a name no member has, or a pool whose servers have
    * no names (one array comparison, then nothing).
    */
@@ -181,7 +181,7 @@ export class Stickiness {
    * With a shared store, when `req`'s `?sid=` is placed neither by its name
    * nor by the local table: the store's lookup, which records what it finds
    * in the local table for the pick that follows. Resolves (never rejects)
-   * within {@link STORE_WAIT_MS}. Otherwise undefined: no promise.
+   * within `STORE_WAIT_MS` (150 ms). Otherwise undefined: no promise.
    */
   fromStore (req: IncomingMessage): Promise<void> | undefined {
     const { shared, sessions } = this
