@@ -3,6 +3,7 @@ import type { Pool as ConnectionPool } from 'undici'
 import { createBalancer } from '../balance/index.js'
 import { SlowStart } from '../balance/slow-start.js'
 import { Stickiness } from '../balance/stickiness.js'
+import type { StoreDownListener } from '../balance/session-store.js'
 import { DEFAULT_TIMEOUTS, normalizeServer, type NormalizedOptions, type NormalizedUpstream } from '../options.js'
 import { UpstreamServer } from './server.js'
 import type { Balancer, PickContext } from '../balance/types.js'
@@ -57,13 +58,15 @@ export class Pool {
   /** `servers`, cached for the tiers it was built from (the cookie table is cached per array). */
   private all: { primaries: readonly UpstreamServer[], backups: readonly UpstreamServer[], servers: readonly UpstreamServer[] } | undefined
 
-  constructor (spec: NormalizedUpstream, onState: StateListener, timeouts: NormalizedOptions['timeouts'] = DEFAULT_TIMEOUTS) {
+  /** `onStoreDown`: told once when the pool's shared session store (`sticky.engineIo.store`) stops working. */
+  constructor (spec: NormalizedUpstream, onState: StateListener, timeouts: NormalizedOptions['timeouts'] = DEFAULT_TIMEOUTS,
+    onStoreDown: StoreDownListener = () => {}) {
     this.name = spec.name
     this.spec = spec
     this.onState = onState
     this.timeouts = timeouts
     this.balancer = createBalancer(spec.balance)
-    this.sticky = Stickiness.enabled(spec.sticky) ? new Stickiness(spec.sticky, () => this.servers) : null
+    this.sticky = Stickiness.enabled(spec.sticky) ? new Stickiness(spec.sticky, () => this.servers, {}, { pool: spec.name, onStoreDown }) : null
     this.slowStart = spec.slowStart > 0 ? new SlowStart(spec.slowStart) : null
     const servers = spec.servers.map((s) => new UpstreamServer(s))
     this.primaries = servers.filter((s) => !s.backup)
