@@ -276,7 +276,9 @@ function routeUpgrade (app: FastifyInstance, req: IncomingMessage, socket: Duple
 /** Whether the app keeps an HTTP request a registration without prefix could take: see {@link appPrefixLength}. */
 function appOwns (request: FastifyRequest, gateway: Gateway, mounts: readonly AssetsMount[]): boolean {
   const path = pathOf(request.raw.url ?? '/')
-  const prefix = matchedPrefix(gateway, request.raw.headers.host, path)
+  // An HTTP/2 request names its host in `:authority` (RFC 9113 §8.3.1).
+  const headers = request.raw.headers
+  const prefix = matchedPrefix(gateway, headers.host ?? (headers[':authority'] as string | undefined), path)
   return prefix === undefined || appPrefixLength(request, path, mounts) >= prefix.length
 }
 

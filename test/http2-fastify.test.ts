@@ -23,10 +23,10 @@ async function listenClosingSessions (t: import('node:test').TestContext, app: R
 }
 
 /** A Fastify app over HTTP/2 that offers WebSockets on it, with the plugin in front of a Socket.IO node. */
-async function fastifyH2 (t: import('node:test').TestContext) {
+async function fastifyH2 (t: import('node:test').TestContext, host?: string) {
   const upstream = await socketIoUpstream(t)
   const app = Fastify({ http2: true, https: { ...KEY_CERT, allowHTTP1: true, settings: { enableConnectProtocol: true } } })
-  await app.register(sockgate, { upstreams: { io: { servers: [upstream.url] } }, routes: [{ path: '/socket.io/', upstream: 'io' }] })
+  await app.register(sockgate, { upstreams: { io: { servers: [upstream.url] } }, routes: [{ host, path: '/socket.io/', upstream: 'io' }] })
   app.get('/', async () => 'the page')
   await listenClosingSessions(t, app)
   return { app, url: `https://127.0.0.1:${(app.server.address() as AddressInfo).port}` }
@@ -49,8 +49,8 @@ test('http2 fastify: an app with http2: true and the setting takes Socket.IO Web
   stream.close()
 })
 
-test('http2 fastify: Socket.IO long-polling and the app\'s own routes answer over HTTP/2', async (t) => {
-  const { url } = await fastifyH2(t)
+test('http2 fastify: Socket.IO long-polling (routed by :authority) and the app\'s own routes answer over HTTP/2', async (t) => {
+  const { url } = await fastifyH2(t, '127.0.0.1')
   const session = await h2Session(t, url)
   const poll = session.request({ ':path': '/socket.io/?EIO=4&transport=polling' })
   const headers = await new Promise<IncomingHttpHeaders>((resolve) => poll.once('response', resolve))

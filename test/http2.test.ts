@@ -203,3 +203,26 @@ test('http2: with allowHTTP1, HTTP/1.1 clients and their upgrades keep working t
   assert.equal(String(await nextMessage(ws)), 'over 1.1')
   assert.ok(ws instanceof WebSocket)
 })
+
+test('http2: a plain CONNECT on a server also attach()ed is refused 400 on its stream, as over HTTP/1.1', async (t) => {
+  const upstream = await wsEchoUpstream(t)
+  const { gateway, server, url } = await h2Gateway(t, { target: upstream.url })
+  gateway.attach(server)
+  const events = recordEvents(gateway)
+  const stream = (await h2Session(t, url)).request({ ':method': 'CONNECT', ':authority': 'example.com:443' })
+  const headers = await new Promise<IncomingHttpHeaders>((resolve) => stream.once('response', resolve))
+  assert.equal(headers[':status'], 400)
+  assert.equal(headers.connection, undefined)
+  assert.match(await bodyOf(stream), /CONNECT is not proxied/)
+  assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_BAD_REQUEST'])
+})
+
+test('http2: a sticky pool\'s cookie comes with the :status 200 of a WebSocket over HTTP/2', async (t) => {
+  const a = await wsEchoUpstream(t)
+  const b = await wsEchoUpstream(t)
+  const { url } = await h2Gateway(t, { target: [a.url, b.url], sticky: { cookie: 'sg_node' } })
+  const { stream, headers } = await extendedConnect(await h2Session(t, url), '/ws')
+  assert.equal(headers[':status'], 200)
+  assert.match(String(headers['set-cookie']), /^sg_node=/)
+  stream.close()
+})
