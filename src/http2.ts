@@ -136,11 +136,18 @@ export function takeWebSocketStreams (gateway: Gateway, server: AnyHttp2Server):
 function takeStream (gateway: Gateway, server: AnyHttp2Server, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): boolean {
   // Only an extended CONNECT (RFC 8441 §4) can be a WebSocket.
   if (headers[':method'] !== 'CONNECT' || headers[':protocol'] === undefined) return false
+  // A path no route could take is passed on before a request object is made: node:http2 ties one to each stream,
+  // and the listeners of one made here would act on the compat layer's own.
+  if (!gateway.claims(headers[':path'] ?? '')) return passOn(server, stream, headers)
   // Hooks (authorize, balance, onError) get the request object they get for the server's other requests.
   const req = new Http2ServerRequest(stream, headers, {}, rawHeaders) as unknown as IncomingMessage
   adoptHttp2Request(req)
-  if (proxyUpgrade(gateway, req, stream, NO_HEAD, HTTP2_CLIENT)) return true
+  return proxyUpgrade(gateway, req, stream, NO_HEAD, HTTP2_CLIENT) || passOn(server, stream, headers)
+}
+
+/** An unrouted WebSocket stream: the server's own `'stream'` listeners have it, or it gets 404. */
+function passOn (server: AnyHttp2Server, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): boolean {
   if (server.listenerCount('stream') > 0) return false
-  writeSocketError(stream, new NoRouteError(req.headers.host ?? '', req.url ?? ''))
+  writeSocketError(stream, new NoRouteError(headers[':authority'] ?? '', headers[':path'] ?? ''))
   return true
 }

@@ -226,3 +226,24 @@ test('http2: a sticky pool\'s cookie comes with the :status 200 of a WebSocket o
   assert.match(String(headers['set-cookie']), /^sg_node=/)
   stream.close()
 })
+
+test('http2: the status page answers over HTTP/2', async (t) => {
+  const upstream = await wsEchoUpstream(t)
+  const { url } = await h2Gateway(t, { target: upstream.url, status: true })
+  const stream = (await h2Session(t, url)).request({ ':path': '/sockgate/status?format=json' })
+  const headers = await new Promise<IncomingHttpHeaders>((resolve) => stream.once('response', resolve))
+  assert.equal(headers[':status'], 200)
+  assert.equal(JSON.parse(await bodyOf(stream)).tunnels.open, 0)
+})
+
+test('http2: an unrouted WebSocket stream goes to the app\'s own handlers untouched when it has some', async (t) => {
+  const upstream = await wsEchoUpstream(t)
+  const { server, url } = await h2Gateway(t, { upstreams: { a: { servers: [upstream.url] } }, routes: [{ path: '/ws', upstream: 'a' }] })
+  // node:http2's compat layer hands a CONNECT to 'connect' listeners.
+  server.on('connect', (req, res) => {
+    res.writeHead(200, { 'x-app': 'own', 'x-host': String(req.headers.host), 'x-key': String(req.headers['sec-websocket-key']) })
+    res.end()
+  })
+  const { headers } = await extendedConnect(await h2Session(t, url), '/app/ws')
+  assert.deepEqual([headers[':status'], headers['x-app'], headers['x-host'], headers['x-key']], [200, 'own', 'undefined', 'undefined'])
+})
