@@ -227,7 +227,7 @@ class UpgradeExchange {
       try {
         this.side.accept(socket, result.response, setCookie)
       } catch (err) {
-        // Only HTTP/2 can fail here, on a 101 whose fields it cannot carry: the upstream goes, the client gets the failure.
+        // node:http2 refusing even the negotiated fields of a 101: the upstream socket has no tunnel to go to.
         result.upstream.destroy()
         throw err
       }
