@@ -28,6 +28,8 @@ const ALL_CODES: Record<ErrorCode, true> = {
   SOCKGATE_ERR_BODY_CONSUMED: true,
   SOCKGATE_ERR_STICKY_MISS: true,
   SOCKGATE_ERR_HOOK: true,
+  SOCKGATE_ERR_RATE_LIMITED: true,
+  SOCKGATE_ERR_ORIGIN: true,
 }
 
 const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5001'), { code: 'ECONNREFUSED' })
@@ -52,6 +54,8 @@ const SAMPLES: Record<string, () => SockgateError> = {
   BodyConsumedError: () => new sockgate.BodyConsumedError('multipart/form-data'),
   StickyMissError: () => new sockgate.StickyMissError('http://127.0.0.1:5001', 'AbC123', 'http://127.0.0.1:5001'),
   HookError: () => new sockgate.HookError('authorize', new Error('token store down')),
+  RateLimitedError: () => new sockgate.RateLimitedError('203.0.113.7', 'requestsPerSecond', '10 per second, burst 10', 1),
+  OriginRefusedError: () => new sockgate.OriginRefusedError('https://evil.example'),
 }
 
 /** Names of the classes the package exports that extend SockgateError. */
