@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import { InvalidOptionError } from './errors.js'
 import { isPlainObject, normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
 import { isToken } from './http-syntax.js'
+import { compileOrigins, type OriginCheck } from './origin.js'
 import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import type { ServerSpec } from './upstream/server.js'
@@ -85,6 +86,8 @@ export interface NormalizedOptions {
   readonly trust: TrustPredicate
   readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number }>
   readonly limits: Readonly<{ body: number }>
+  /** Whether an upgrade's Origin may go on, or null when `origins` is not set. */
+  readonly originAllowed: OriginCheck | null
   /** Allowed Upgrade tokens, lower case. */
   readonly upgrades: ReadonlySet<string>
   readonly status: Readonly<{ path: string, host: string | null, auth: StatusOptions['auth'] | null }> | null
@@ -107,7 +110,7 @@ const RENAMED: Record<string, string> = {
 const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
-  ...HOOKS, 'logger', ...POOL_KEYS])
+  ...HOOKS, 'logger', ...POOL_KEYS, 'origins', 'requireOrigin'])
 const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/
 
 function fail (path: string, rule: string): never {
@@ -437,6 +440,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     limits,
     upgrades: new Set(upgrades.map((u) => u.toLowerCase())),
     status: normalizeStatus(options.status),
+    originAllowed: compileOrigins(options.origins, options.requireOrigin),
     ...normalizeHooks(options),
   }
   // The logger is the caller's object (pino, app.log, console): referenced as it is, never frozen.

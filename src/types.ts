@@ -220,6 +220,13 @@ export interface GatewayOptions extends TargetPoolOptions {
   onResponse?: (req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>) => void
   /** Where sockgate writes its records: tunnels, upstreams going down and up, errors. Default: none. */
   logger?: Logger
+  /**
+   * Origins whose pages may open WebSockets here: `'https://app.example.com'`, `'https://*.example.com'` (any
+   * sub-domain, not the domain itself), `'null'`. Upgrades from others get 403. Default: every origin.
+   */
+  origins?: string[]
+  /** Refuse (403) upgrades that carry no `Origin` at all; needs `origins`. Default: `false`. */
+  requireOrigin?: boolean
 }
 
 /** State of an upstream server. */
