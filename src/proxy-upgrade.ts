@@ -131,6 +131,8 @@ class UpgradeExchange {
 
   async run (head: Buffer): Promise<void> {
     const { gateway, req, socket, route, pool, peer, cancel } = this
+    // Per-client limits come before authorize, as nginx's limit_req comes before its access checks.
+    if (!gateway.admitClient(req, socket, 'upgrade', peer, route)) return
     socket.once('close', this.onGone)
     // Node's HTTP server sockets allow half-open, so a client that leaves mid-handshake may show up as 'end' only.
     socket.once('end', this.onGone)
