@@ -15,8 +15,6 @@ import type { GatewayStatus } from './types.js'
 
 /** Refusals of one client after the first one reported are only counted, for this long. */
 export const REPORT_QUIET_MS = 60_000
-/** Oldest entries looked at for one to forget when the table is full. */
-const EVICTION_SCAN = 8
 
 /** How fast a bucket drains, and how much it holds: what may come at once. */
 interface Rate {
@@ -51,6 +49,13 @@ export class ClientState {
   lastSeen: number
   /** Until when further refusals go unreported (counted only). */
   quietUntil = 0
+  /**
+   * Seen again since the eviction hand last passed: spared once (CLOCK, an
+   * approximation of least recently used). A client seen only once starts
+   * without it, so a flood of one-time addresses goes before clients that
+   * keep coming back.
+   */
+  recent = false
   readonly requests: Bucket | null
   readonly upgrades: Bucket | null
 
@@ -72,8 +77,16 @@ export class ClientLimits {
   private readonly spec: NormalizedPerClient
   private readonly requestRate: Rate | null
   private readonly upgradeRate: Rate | null
-  /** Least recently seen first: an entry is moved to the end whenever its client comes back. */
   private readonly clients = new Map<string, ClientState>()
+  /**
+   * Where eviction looks next, kept between calls. A fresh iterator would
+   * start at the table's first slot and step over every entry deleted since
+   * V8 last compacted it, which a flood makes thousands; a kept one goes on
+   * from where it was, so each eviction costs a few steps.
+   */
+  private hand: Iterator<[string, ClientState]> | undefined
+  /** Entries with work in flight, which may not be forgotten. */
+  private busy = 0
   private readonly refusedBy: Record<ClientLimitName, number> = { connections: 0, requestsPerSecond: 0, upgradesPerMinute: 0, maxClients: 0 }
   /** For refusals with no client entry (the table is full). */
   private tableQuietUntil = 0
@@ -105,10 +118,10 @@ export class ClientLimits {
         return this.refuse(null, clientAddress, 'maxClients', String(this.spec.maxClients), 1000, now)
       }
       state = new ClientState(this.spec, now)
+      this.clients.set(key, state)
     } else {
-      this.clients.delete(key)
+      state.recent = true
     }
-    this.clients.set(key, state)
     state.lastSeen = now
     const { connections } = this.spec
     // How long until a slot frees is unknown: the client is asked to come back in a second.
@@ -123,13 +136,13 @@ export class ClientLimits {
           : this.refuse(state, clientAddress, 'upgradesPerMinute', `${this.spec.upgradesPerMinute!} per minute`, waitMs, now)
       }
     }
-    state.active++
+    if (state.active++ === 0) this.busy++
     return state
   }
 
   /** The work `admit()` let start has ended (finished, failed or aborted): its slot is free. */
   release (state: ClientState, now: number): void {
-    state.active--
+    if (--state.active === 0) this.busy--
     state.lastSeen = now
   }
 
@@ -146,19 +159,32 @@ export class ClientLimits {
   }
 
   /**
-   * Make room for a new client: forget the least recently seen one that has
-   * nothing in flight, as nginx does when its zone is full. An entry with
-   * work in flight must stay (its slots are given back to it), so it is
-   * moved to the end and the next one looked at. False when none of the
-   * oldest few could go.
+   * Make room for a new client: forget one with nothing in flight that has
+   * not been seen lately, as nginx forgets its least recently used state
+   * when its zone is full. The hand goes round the table (CLOCK): a client
+   * seen since the hand last passed is spared, and loses the mark; one with
+   * work in flight is always spared, its slots are given back to it. Each
+   * mark the hand clears was set by an admission, so an eviction costs a
+   * few steps on average. False at once when every client has work in
+   * flight.
    */
   private evictOne (): boolean {
-    let looked = 0
-    for (const [key, state] of this.clients) {
+    if (this.busy >= this.clients.size) return false
+    // One round clears every mark; an idle client is met in the next one at the latest.
+    for (let steps = 2 * this.clients.size + 1; steps > 0; steps--) {
+      let next = this.hand?.next()
+      if (next === undefined || next.done === true) {
+        this.hand = this.clients.entries()
+        next = this.hand.next()
+      }
+      const [key, state] = next.value as [string, ClientState]
+      if (state.active > 0) continue
+      if (state.recent) {
+        state.recent = false
+        continue
+      }
       this.clients.delete(key)
-      if (state.active === 0) return true
-      this.clients.set(key, state)
-      if (++looked === EVICTION_SCAN) return false
+      return true
     }
     return false
   }

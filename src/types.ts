@@ -161,7 +161,7 @@ export interface PerClientLimitOptions {
   burst?: number
   /** Upgrades one client may start per minute; a minute's worth may come at once. Default: no limit. */
   upgradesPerMinute?: number
-  /** Clients tracked at once; past it the least recently seen idle one is forgotten (nginx's zone size). Default: `65536`. */
+  /** Clients tracked at once; past it an idle one not seen lately is forgotten (nginx's zone size). Default: `65536`. */
   maxClients?: number
 }
 

@@ -108,14 +108,27 @@ test('limits: a refused client is reported once per quiet window, every refusal 
   assert.equal(limits.snapshot().refused.requestsPerSecond, 7)
 })
 
-test('limits: the table holds maxClients at most, forgetting the least recently seen idle client', (t) => {
+test('limits: the table holds maxClients at most; an idle client seen once is forgotten first', (t) => {
   const limits = table(t, { requestsPerSecond: 1, burst: 0, maxClients: 3 })
   for (const a of ['192.0.2.1', '192.0.2.2', '192.0.2.3']) limits.release(admitted(limits.admit('http', a, 0)), 0)
   refused(limits.admit('http', '192.0.2.1', 1))
   for (let i = 10; i < 1000; i++) limits.release(admitted(limits.admit('http', `198.51.${i >> 8}.${i & 255}`, 2)), 2)
   assert.equal(limits.snapshot().clients, 3)
-  // 192.0.2.1 was forgotten with its spent bucket: it starts afresh (the price of a bounded table).
-  admitted(limits.admit('http', '192.0.2.1', 3))
+  // 192.0.2.2 was forgotten with its spent bucket: it starts afresh (the price of a bounded table); 192.0.2.1, seen
+  // twice, was kept, and its bucket still refuses it.
+  refused(limits.admit('http', '192.0.2.1', 3))
+  admitted(limits.admit('http', '192.0.2.2', 3))
+})
+
+test('limits: a client that keeps coming back keeps its state through a flood of one-time addresses', (t) => {
+  const limits = table(t, { requestsPerSecond: 1, burst: 0, maxClients: 200 })
+  limits.release(admitted(limits.admit('http', '192.0.2.1', 0)), 0)
+  for (let i = 0; i < 5000; i++) {
+    limits.release(admitted(limits.admit('http', `198.51.${i >> 8}.${i & 255}`, 1)), 1)
+    // Forgotten, it would be admitted afresh; remembered, its spent bucket refuses it.
+    if (i % 20 === 0) refused(limits.admit('http', '192.0.2.1', 1))
+  }
+  assert.equal(limits.snapshot().clients, 200)
 })
 
 test('limits: a client with work in flight is never forgotten; a full table of them refuses newcomers (maxClients)', (t) => {
