@@ -1,9 +1,9 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { WebSocket } from 'ws'
 import { InvalidOptionError, type GatewayOptions } from '../src/index.js'
 import { compileOrigins, type OriginCheck } from '../src/origin.js'
 import { gatewayServer, parseAnswer, rawExchange, recordEvents, upgradeRequest, watchForCrashes, wsEchoUpstream } from './helpers/servers.js'
+import { wsRoundTrip } from './adapters/upstreams.js'
 
 watchForCrashes()
 
@@ -109,31 +109,13 @@ async function originGateway (t: TestContext, options: Partial<GatewayOptions>) 
   return { ...g, events: recordEvents(g.gateway), dialled: () => dialled }
 }
 
-/** Open a ws client with `origin` (none when undefined): its echo of 'hi', or `HTTP <status>` when refused. */
-function wsWithOrigin (t: TestContext, url: string, origin: string | undefined): Promise<string> {
-  const ws = new WebSocket(url.replace(/^http/, 'ws'), origin === undefined ? {} : { origin })
-  t.after(() => ws.terminate())
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => ws.send('hi'))
-    ws.once('message', (data) => {
-      resolve(String(data))
-      ws.close()
-    })
-    ws.once('unexpected-response', (_req, res) => {
-      resolve(`HTTP ${res.statusCode ?? 0}`)
-      res.resume()
-    })
-    ws.once('error', reject)
-  })
-}
-
 test('origin: a ws client from a listed origin gets its tunnel; one from another gets 403 and the upstream is never dialled', async (t) => {
   const { url, dialled } = await originGateway(t, { origins: ['https://app.example.com', 'https://*.example.com'] })
-  assert.equal(await wsWithOrigin(t, url, 'https://evil.example'), 'HTTP 403')
-  assert.equal(await wsWithOrigin(t, url, 'https://example.com'), 'HTTP 403')
+  assert.equal(await wsRoundTrip(t, url, 'hi', { origin: 'https://evil.example' }), 'HTTP 403')
+  assert.equal(await wsRoundTrip(t, url, 'hi', { origin: 'https://example.com' }), 'HTTP 403')
   assert.equal(dialled(), 0)
-  assert.equal(await wsWithOrigin(t, url, 'https://app.example.com'), 'hi')
-  assert.equal(await wsWithOrigin(t, url, 'https://chat.eu.example.com:443'), 'hi')
+  assert.equal(await wsRoundTrip(t, url, 'hi', { origin: 'https://app.example.com' }), 'hi')
+  assert.equal(await wsRoundTrip(t, url, 'hi', { origin: 'https://chat.eu.example.com:443' }), 'hi')
   assert.equal(dialled(), 2)
 })
 
@@ -151,12 +133,12 @@ test('origin: the 403 says why, closes the connection, and is reported as SOCKGA
 
 test('origin: an upgrade without Origin passes, and gets 403 with requireOrigin', async (t) => {
   const open = await originGateway(t, { origins: ['https://app.example.com'] })
-  assert.equal(await wsWithOrigin(t, open.url, undefined), 'hi')
+  assert.equal(await wsRoundTrip(t, open.url), 'hi')
   const strict = await originGateway(t, { origins: ['https://app.example.com'], requireOrigin: true })
-  assert.equal(await wsWithOrigin(t, strict.url, undefined), 'HTTP 403')
+  assert.equal(await wsRoundTrip(t, strict.url), 'HTTP 403')
   assert.equal(strict.dialled(), 0)
   assert.match(strict.events.errors[0]!.error.message, /no Origin header and requireOrigin is set/)
-  assert.equal(await wsWithOrigin(t, strict.url, 'https://app.example.com'), 'hi')
+  assert.equal(await wsRoundTrip(t, strict.url, 'hi', { origin: 'https://app.example.com' }), 'hi')
 })
 
 test('origin: a malformed upgrade is still a 400, whatever its Origin', async (t) => {
