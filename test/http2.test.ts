@@ -247,3 +247,16 @@ test('http2: an unrouted WebSocket stream goes to the app\'s own handlers untouc
   const { headers } = await extendedConnect(await h2Session(t, url), '/app/ws')
   assert.deepEqual([headers[':status'], headers['x-app'], headers['x-host'], headers['x-key']], [200, 'own', 'undefined', 'undefined'])
 })
+
+test('http2: origins holds for WebSockets over HTTP/2: a page of another site gets 403 before any upstream is dialled', async (t) => {
+  const upstream = await wsEchoUpstream(t)
+  let connections = 0
+  upstream.server.on('connection', () => connections++)
+  const { url } = await h2Gateway(t, { target: upstream.url, origins: ['https://app.example'] })
+  const session = await h2Session(t, url)
+  assert.equal((await extendedConnect(session, '/ws', { origin: 'https://evil.example' })).headers[':status'], 403)
+  assert.equal(connections, 0)
+  const allowed = await extendedConnect(session, '/ws', { origin: 'https://app.example' })
+  assert.equal(allowed.headers[':status'], 200)
+  allowed.stream.close()
+})
