@@ -171,7 +171,8 @@ export class Discovery {
       const known = this.members.get(member.url)
       if (known !== undefined) {
         if (this.leaving.delete(known)) {
-          known.stopDrain()
+          // Through the pool, as an operator's undrain goes: a slowStart ramp applies to it too.
+          this.pool.undrain(member.url)
           this.listener.added(known, 'returned')
         }
         continue
