@@ -4,7 +4,7 @@ import http from 'node:http'
 import type net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { WebSocket, WebSocketServer } from 'ws'
-import type { DiscoverErrorEvent, GatewayOptions, Logger } from '../src/index.js'
+import { engineIoId, type DiscoverErrorEvent, type GatewayOptions, type Logger } from '../src/index.js'
 import type { UpstreamStateEvent } from '../src/log.js'
 import { startDnsServer, type DnsServer } from './helpers/dns-server.js'
 import { eventually, gatewayServer, nextMessage, openWs, recordEvents, watchForCrashes, wsClosedWithin } from './helpers/servers.js'
@@ -400,6 +400,28 @@ test('discover: a newcomer named like a draining server takes the name; the drai
   dns.set(`web-0.${NAME}`, { A: ['127.0.0.3'] })
   assert.ok(await eventually(() => fresh!.url in named()), 'never: fresh!.url in named()')
   assert.deepEqual(named(), { [old!.url]: null, [fresh!.url]: 'web-0' })
+})
+
+test('discover: a session id made by engineIoId(pod name) reaches that SRV pod, and its new address once the pod moves', async (t) => {
+  const dns = await startDnsServer(t)
+  const { port, nodes: [web0, web1, moved] } = await echoNodes(t, ['127.0.0.2', '127.0.0.3', '127.0.0.4'])
+  const srvName = `_http._tcp.${NAME}`
+  dns.set(srvName, { SRV: [{ port, target: `web-0.${NAME}` }, { port, target: `web-1.${NAME}` }] })
+  dns.set(`web-0.${NAME}`, { A: [web0!.host] })
+  dns.set(`web-1.${NAME}`, { A: [web1!.host] })
+  const { gateway, url } = await gatewayServer(t, { discover: { dns: srvName, srv: true, interval: 100, resolver: [dns.address] } })
+  assert.ok(await eventually(() => (gateway.status().pools.default?.servers.length ?? 0) === 2), 'the SRV servers never joined')
+  // What the pod's Socket.IO server hands out with io.engine.generateId = engineIoId(os.hostname()).
+  const sid = engineIoId('web-1')()
+  const poll = `${url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`
+  for (let i = 0; i < 4; i++) assert.equal((await get(poll)).body, `node ${web1!.host}`)
+
+  // The pod comes back at a new address while a tunnel keeps the old one draining: the name, and the sessions, move with it.
+  await openWs(t, url + '/ws')
+  await openWs(t, url + '/ws')
+  dns.set(`web-1.${NAME}`, { A: [moved!.host] })
+  assert.ok(await eventually(() => members(gateway)[moved!.url] === 'up'), 'the moved pod never joined')
+  for (let i = 0; i < 4; i++) assert.equal((await get(poll)).body, `node ${moved!.host}`)
 })
 
 // Configured servers, close
