@@ -15,7 +15,7 @@ import type { Tunnel } from './tunnel.js'
 import { refuseConnect, registerUpgradeHandler } from './dispatch.js'
 import { HealthChecker } from './health.js'
 import { renderPrometheus } from './metrics.js'
-import { compileStatusMatcher, isStatusPath, type StatusMatcher } from './status.js'
+import { compileStatusMatcher, isStatusPath, type StatusMatcher, type StatusProvider } from './status.js'
 import { Pool } from './upstream/pool.js'
 import type { UpstreamServer } from './upstream/server.js'
 import type {
@@ -68,6 +68,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** @internal */
   readonly log: GatewayLog | null
   private closing: Promise<void> | undefined
+  /** @internal What the status page reads when it answers for a whole sockgate/cluster box; null: this gateway. */
+  statusProvider: StatusProvider | null = null
 
   constructor (options: NormalizedOptions) {
     super()
