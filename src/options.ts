@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import type { IncomingMessage } from 'node:http'
 import { InvalidOptionError } from './errors.js'
 import { isPlainObject, normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
@@ -250,6 +251,12 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
       }
       if (spec.secret !== undefined && (typeof spec.secret !== 'string' || spec.secret.length < 16)) {
         fail(`${at}sticky.cookie.secret`, 'must be a string of at least 16 characters')
+      }
+      // Processes would each sign with what they derive: one stray config difference and cookies stop
+      // matching, and the derived value is no secret. Several processes must be told the same one.
+      if (spec.secret === undefined && cluster.isWorker) {
+        fail(`${at}sticky.cookie.secret`, 'is required in a node:cluster worker (sockgate/cluster, PM2 cluster mode): give every ' +
+          'process the same secret of 16+ characters, e.g. secret: process.env.STICKY_SECRET, so each honours the others\' cookies')
       }
       cookieSpec = {
         name: spec.name,
