@@ -480,3 +480,28 @@ function normalizeLogger (value: unknown): Logger | null {
   }
   return value as unknown as Logger
 }
+
+/** `startCluster()`'s options after validation (sockgate/cluster). */
+export interface NormalizedClusterOptions<S> {
+  readonly workers: number
+  readonly start: S
+  readonly drain: number
+  readonly logger: Logger | null
+}
+
+/** Default of `startCluster({ drain })`: under Kubernetes' 30 s grace period, with room to close up. */
+export const DEFAULT_CLUSTER_DRAIN = 10_000
+
+/** Validate `startCluster()`'s options, with the same rules and messages as the gateway's. */
+export function normalizeClusterOptions<S> (options: { workers?: number, start: S, drain?: number, logger?: Logger },
+  defaultWorkers: number): NormalizedClusterOptions<S> {
+  if (!isObject(options)) fail('options', 'must be { workers?, start, drain?, logger? }')
+  checkKeys(options, '', ['workers', 'start', 'drain', 'logger'])
+  if (typeof options.start !== 'function') fail('start', 'must be a function that starts the app and returns { gateway, server }')
+  return {
+    workers: integer(options.workers, 'workers', defaultWorkers, 1),
+    start: options.start,
+    drain: integer(options.drain, 'drain', DEFAULT_CLUSTER_DRAIN, 0, ' (ms)'),
+    logger: normalizeLogger(options.logger),
+  }
+}
