@@ -10,7 +10,8 @@ import http from 'node:http'
 import { test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import WebSocket, { WebSocketServer } from 'ws'
-import type { GatewayStatus } from '../src/index.js'
+import type { GatewayStatus, ServerStatus } from '../src/index.js'
+import { mergeMetrics, mergeStatus } from '../src/cluster/merge.js'
 import { listen } from './helpers/servers.js'
 import { sleep } from './helpers/cluster.js'
 
@@ -280,4 +281,39 @@ test('cluster: a sticky cookie without a secret is refused in a worker, and star
   assert.match(stderr, /startCluster failed: SOCKGATE_ERR_INVALID_OPTION sockgate\/cluster: worker \d+ could not start: /)
   assert.match(stderr, /sticky\.cookie\.secret is required in a node:cluster worker/)
   assert.match(stderr, /the same secret/)
+})
+
+// The merge rules on their own (src/cluster/merge.ts): plain values in, plain values out.
+
+function serverStatus (fields: Partial<ServerStatus>): ServerStatus {
+  const counts = { activeTunnels: 0, activeRequests: 0, requests: 0, upgrades: 0, failures: 0, bytesIn: 0, bytesOut: 0 }
+  return { url: 'http://127.0.0.1:5001', name: null, state: 'up', reason: null, weight: 1, backup: false, ...counts, lastCheck: null, ...fields }
+}
+
+test('cluster merge: a server down in one worker is down for the box, with each worker\'s state beside it', () => {
+  const part = (pid: number, server: Partial<ServerStatus>, open: number) => ({ pid, value: { pools: { p: { servers: [serverStatus(server)] } }, tunnels: { open } } })
+  const merged = mergeStatus([
+    part(1, { state: 'up', requests: 3, activeTunnels: 2, lastCheck: { at: 10, ok: true, ms: 1 } }, 2),
+    part(2, { state: 'down', reason: 'passive', requests: 4, activeTunnels: 1, lastCheck: { at: 20, ok: false, ms: 9 } }, 1),
+    { pid: 3, value: null },
+  ])
+  const server = merged.pools.p!.servers[0]!
+  assert.deepEqual([server.state, server.reason, server.requests, server.activeTunnels, server.lastCheck?.at], ['down', 'passive', 7, 3, 20])
+  assert.deepEqual(server.workers, [{ pid: 1, state: 'up', reason: null }, { pid: 2, state: 'down', reason: 'passive' }])
+  assert.deepEqual(merged.tunnels, { open: 3 })
+  assert.deepEqual(merged.cluster?.workers, [{ pid: 1, answered: true }, { pid: 2, answered: true }, { pid: 3, answered: false }])
+})
+
+test('cluster merge: metrics add up counters and counting gauges, and up is 1 only when every worker says so', () => {
+  const text = (up: number, requests: number, open: number): string =>
+    '# HELP sockgate_upstream_up Up.\n# TYPE sockgate_upstream_up gauge\n' + `sockgate_upstream_up{pool="p",server="a b"} ${up}\n` +
+    '# HELP sockgate_tunnels_open Open.\n# TYPE sockgate_tunnels_open gauge\n' + `sockgate_tunnels_open ${open}\n` +
+    '# HELP sockgate_requests_total Requests.\n# TYPE sockgate_requests_total counter\n' + `sockgate_requests_total{pool="p",server="a b",status="200"} ${requests}\n`
+  const merged = mergeMetrics([{ pid: 1, value: text(1, 5, 2) }, { pid: 2, value: text(0, 6, 3) }, { pid: 3, value: null }])
+  assert.equal(merged, '# HELP sockgate_upstream_up Up.\n# TYPE sockgate_upstream_up gauge\nsockgate_upstream_up{pool="p",server="a b"} 0\n' +
+    '# HELP sockgate_tunnels_open Open.\n# TYPE sockgate_tunnels_open gauge\nsockgate_tunnels_open 5\n' +
+    '# HELP sockgate_requests_total Requests.\n# TYPE sockgate_requests_total counter\nsockgate_requests_total{pool="p",server="a b",status="200"} 11\n' +
+    '# HELP sockgate_cluster_workers Workers of the sockgate/cluster box asked for these figures.\n# TYPE sockgate_cluster_workers gauge\nsockgate_cluster_workers 3\n' +
+    '# HELP sockgate_cluster_workers_answered Workers whose figures are counted here (the others did not answer in time).\n' +
+    '# TYPE sockgate_cluster_workers_answered gauge\nsockgate_cluster_workers_answered 2\n')
 })
