@@ -11,13 +11,13 @@ import { proxyUpgrade } from './proxy-upgrade.js'
 import { sendError, verdictAnswer, writeSocketError, type Answer } from './respond.js'
 import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 import { resolveClientAddress, unmapAddress } from './trust.js'
-import type { Tunnel } from './tunnel.js'
+import { endSpread, type Tunnel } from './tunnel.js'
 import { refuseConnect, registerUpgradeHandler } from './dispatch.js'
 import { HealthChecker } from './health.js'
 import { renderPrometheus } from './metrics.js'
 import { compileStatusMatcher, isStatusPath, type StatusMatcher, type StatusProvider } from './status.js'
 import { Pool } from './upstream/pool.js'
-import type { UpstreamServer } from './upstream/server.js'
+import { MAX_TIMER_MS, type UpstreamServer } from './upstream/server.js'
 import type {
   GatewayOptions, GatewayStatus, ProxyErrorEvent, TunnelCloseEvent, TunnelOpenEvent,
 } from './types.js'
@@ -47,6 +47,11 @@ export interface Peer {
 export interface CloseOptions {
   /** Milliseconds open tunnels may keep running before they are ended. Default: `0`. */
   drain?: number
+  /**
+   * Milliseconds over which the tunnels still open after `drain` are ended, one after another and evenly,
+   * so their clients do not all reconnect in the same second. Default: `0` (all at once).
+   */
+  spread?: number
 }
 
 /**
@@ -84,7 +89,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.emit(up ? 'upstream:up' : 'upstream:down', event)
     }
     for (const spec of options.upstreams) {
-      this.pools.set(spec.name, new Pool(spec, (server, up, reason) => announce(spec.name, server, up, reason), options.timeouts))
+      this.pools.set(spec.name, new Pool(spec, (server, up, reason) => announce(spec.name, server, up, reason), options.timeouts,
+        // The request that noticed the store failing carries the report; it goes on balanced.
+        (error, req) => this.report(error, req.headers.upgrade === undefined ? 'http' : 'upgrade', req, undefined, spec.name)))
     }
     this.health = new HealthChecker(this.pools.values(), (pool, server, up, reason) => announce(pool.name, server, up, reason))
     // Bound once, so `attach()` hands the same function to every server.
@@ -313,20 +320,28 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /**
    * Stop taking new work (503), let open tunnels run for up to `drain` ms,
-   * then end them and release every connection, listener and timer.
+   * then end them (spread over `spread` ms when given) and release every
+   * connection, listener and timer.
    * Node's `server.close()` does not touch upgraded sockets, so this does.
    */
   close (options: CloseOptions = {}): Promise<void> {
-    this.closing ??= this.shutdown(options.drain ?? 0)
+    const spread = options.spread ?? 0
+    // Checked before anything changes, as pool.drain() checks its timeout: a refused close leaves the gateway open.
+    if (!Number.isInteger(spread) || spread < 0 || spread > MAX_TIMER_MS) {
+      throw new RangeError(`close() spread must be an integer from 0 to ${MAX_TIMER_MS} (ms), got ${String(spread)}`)
+    }
+    this.closing ??= this.shutdown(options.drain ?? 0, spread)
     return this.closing
   }
 
-  private async shutdown (drain: number): Promise<void> {
+  private async shutdown (drain: number, spread: number): Promise<void> {
     this.health.stop()
     // The upgrade handlers stay registered (they hold no socket or timer): with them gone, the dispatcher
     // would answer this gateway's routes 404 instead of the 503 a closed gateway owes (DESIGN: "After close()").
     if (drain > 0) await this.tunnelsClosed(drain)
-    for (const t of this.tunnels) t.destroy(drain > 0 ? 'drained' : 'gateway-closed')
+    const reason = drain > 0 ? 'drained' : 'gateway-closed'
+    if (spread > 0) await endSpread([...this.tunnels], reason, spread)
+    for (const t of this.tunnels) t.destroy(reason)
     await this.tunnelsClosed(0)
     await Promise.all([...this.pools.values()].map((p) => p.closeConnections()))
   }

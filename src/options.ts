@@ -5,12 +5,20 @@ import { isPlainObject, normalizeHeaderOptions, type NormalizedHeaderOptions } f
 import { isToken } from './http-syntax.js'
 import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
+import { redisSessionStore, type SessionStore } from './balance/session-store.js'
+import { isServerName } from './engine-io-id.js'
 import type { ServerSpec } from './upstream/server.js'
 import type {
   BalanceOption, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
 } from './types.js'
 
-export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
+export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0, maxLifetime: 0 })
+/**
+ * The shortest `timeouts.maxLifetime`: ending every tunnel sooner would keep
+ * clients reconnecting rather than working, and is most likely seconds
+ * written where milliseconds belong.
+ */
+export const MIN_MAX_LIFETIME = 1_000
 export const DEFAULT_BODY_LIMIT = 1_048_576
 export const DEFAULT_UPGRADES = Object.freeze(['websocket'])
 export const DEFAULT_STATUS_PATH = '/sockgate/status'
@@ -37,6 +45,8 @@ export interface NormalizedHealth {
 /** A pool's `sticky` option after validation. */
 export interface NormalizedSticky {
   readonly engineIo: boolean
+  /** The Redis client of `engineIo: { store }`, behind its adapter; null without one. */
+  readonly store: SessionStore | null
   readonly cookie: Readonly<{ name: string, secret: string, maxAge: number | null }> | null
 }
 
@@ -56,6 +66,8 @@ export interface NormalizedUpstream {
   readonly tries: number
   readonly failoverTimeout: number
   readonly tls: Readonly<UpstreamTlsOptions> | null
+  /** Milliseconds over which a server that comes back or joins ramps up to its weight; 0: none. */
+  readonly slowStart: number
 }
 
 /** How a route matches the Host header. */
@@ -84,7 +96,7 @@ export interface NormalizedOptions {
   readonly routes: readonly NormalizedRoute[]
   readonly headers: NormalizedHeaderOptions
   readonly trust: TrustPredicate
-  readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number }>
+  readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number, maxLifetime: number }>
   readonly limits: Readonly<{ body: number }>
   /** Allowed Upgrade tokens, lower case. */
   readonly upgrades: ReadonlySet<string>
@@ -105,11 +117,10 @@ const RENAMED: Record<string, string> = {
   changeOrigin: "headers.host: 'upstream'",
 }
 /** Pool options, which the `target` shorthand takes at the top level. */
-const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls'] as const
+const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls', 'slowStart'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS])
-const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/
 
 function fail (path: string, rule: string): never {
   throw new InvalidOptionError(path, rule)
@@ -157,7 +168,7 @@ export function normalizeServer (value: ServerOption, path: string): ServerSpec 
   if (typeof value === 'string') return { url: normalizeUrl(value, path), name: null, weight: 1, backup: false, down: false, maxConns: 0 }
   if (!isObject(value)) fail(path, 'must be a URL string or { url, name?, weight?, backup?, down?, maxConns? }')
   checkKeys(value, path, ['url', 'name', 'weight', 'backup', 'down', 'maxConns'])
-  if (value.name !== undefined && (typeof value.name !== 'string' || !SERVER_NAME.test(value.name))) {
+  if (value.name !== undefined && !isServerName(value.name)) {
     fail(`${path}.name`, 'must be 1 to 64 letters, digits, ".", "_" or "-" (it is shown in logs and metrics labels)')
   }
   for (const flag of ['backup', 'down'] as const) {
@@ -238,9 +249,9 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
 
   // Socket.IO long-polling breaks on a pool of several servers unless each session stays on its server.
   const engineIoDefault = servers.length >= 2
-  let sticky: NormalizedSticky = { engineIo: engineIoDefault, cookie: null }
+  let sticky: NormalizedSticky = { engineIo: engineIoDefault, store: null, cookie: null }
   if (value.sticky !== undefined) {
-    if (!isObject(value.sticky)) fail(`${at}sticky`, "must be { engineIo?: true, cookie?: 'name' | { name, secret?, maxAge? } }")
+    if (!isObject(value.sticky)) fail(`${at}sticky`, "must be { engineIo?: true | { store }, cookie?: 'name' | { name, secret?, maxAge? } }")
     checkKeys(value.sticky, `${at}sticky`, ['engineIo', 'cookie'])
     const cookie = value.sticky.cookie
     let cookieSpec: NormalizedSticky['cookie'] = null
@@ -264,8 +275,19 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
         maxAge: spec.maxAge === undefined ? null : integer(spec.maxAge, `${at}sticky.cookie.maxAge`, 0, 1, ' (s)'),
       }
     }
-    if (value.sticky.engineIo !== undefined && typeof value.sticky.engineIo !== 'boolean') fail(`${at}sticky.engineIo`, 'must be a boolean')
-    sticky = { engineIo: value.sticky.engineIo ?? engineIoDefault, cookie: cookieSpec }
+    const engineIo = value.sticky.engineIo
+    let store: SessionStore | null = null
+    if (isObject(engineIo)) {
+      checkKeys(engineIo, `${at}sticky.engineIo`, ['store'])
+      if (engineIo.store !== undefined) {
+        store = redisSessionStore(engineIo.store) ??
+          fail(`${at}sticky.engineIo.store`, 'must be an ioredis or node-redis (v4/v5) client: an object with get, set, del and ' +
+            'pexpire and a status (ioredis), or get, set, del and pExpire and isReady (node-redis)')
+      }
+    } else if (engineIo !== undefined && typeof engineIo !== 'boolean') {
+      fail(`${at}sticky.engineIo`, 'must be a boolean or { store }')
+    }
+    sticky = { engineIo: engineIo === undefined ? engineIoDefault : engineIo !== false, store, cookie: cookieSpec }
   }
   if (value.tls !== undefined && !isObject(value.tls)) fail(`${at}tls`, 'must be { ca?, rejectUnauthorized?, servername? }')
   if (value.tls !== undefined) {
@@ -277,11 +299,18 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     if (servername !== undefined && (typeof servername !== 'string' || servername === '')) fail(`${at}tls.servername`, 'must be a host name')
   }
   if (value.retryNonIdempotent !== undefined && typeof value.retryNonIdempotent !== 'boolean') fail(`${at}retryNonIdempotent`, 'must be a boolean')
+  const balance = normalizeBalance(value.balance, `${at}balance`)
+  const slowStart = integer(value.slowStart, `${at}slowStart`, 0, 0, ' (ms)')
+  // A hash method places a client by the ring, not by weight shares: ramping a weight would move clients between
+  // servers (the ring is rebuilt per weight) rather than slow the newcomer down. nginx refuses the pair too.
+  if (slowStart > 0 && (balance === 'ip-hash' || typeof balance === 'object')) {
+    fail(`${at}slowStart`, "cannot be combined with balance 'ip-hash' or { hash }; use 'round-robin', 'least-conn' or 'random-two'")
+  }
 
   return {
     name,
     servers,
-    balance: normalizeBalance(value.balance, `${at}balance`),
+    balance,
     sticky,
     health: normalizeHealth(value.health, `${at}health`),
     connections: integer(value.connections, `${at}connections`, DEFAULT_CONNECTIONS, 1),
@@ -291,6 +320,7 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     tries: integer(value.tries, `${at}tries`, servers.length, 1),
     failoverTimeout: integer(value.failoverTimeout, `${at}failoverTimeout`, failoverDefault, 1, ' (ms)'),
     tls: value.tls === undefined ? null : copyTls(value.tls),
+    slowStart,
   }
 }
 
@@ -382,14 +412,18 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   checkKeys(options, '', [...TOP_LEVEL])
 
   const t = options.timeouts ?? {}
-  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, send?, idle? }')
-  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'send', 'idle'])
+  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, send?, idle?, maxLifetime? }')
+  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'send', 'idle', 'maxLifetime'])
   const timeouts = {
     connect: integer(t.connect, 'timeouts.connect', DEFAULT_TIMEOUTS.connect, 1, ' (ms)'),
     handshake: integer(t.handshake, 'timeouts.handshake', DEFAULT_TIMEOUTS.handshake, 1, ' (ms)'),
     request: integer(t.request, 'timeouts.request', DEFAULT_TIMEOUTS.request, 1, ' (ms)'),
     send: integer(t.send, 'timeouts.send', DEFAULT_TIMEOUTS.send, 1, ' (ms)'),
     idle: integer(t.idle, 'timeouts.idle', DEFAULT_TIMEOUTS.idle, 0, ' (ms)'),
+    maxLifetime: integer(t.maxLifetime, 'timeouts.maxLifetime', DEFAULT_TIMEOUTS.maxLifetime, 0, ' (ms)'),
+  }
+  if (timeouts.maxLifetime > 0 && timeouts.maxLifetime < MIN_MAX_LIFETIME) {
+    fail('timeouts.maxLifetime', `must be 0 (no limit) or at least ${MIN_MAX_LIFETIME} (ms)`)
   }
   const l = options.limits ?? {}
   if (!isObject(l)) fail('limits', 'must be { body? }')

@@ -31,12 +31,22 @@ export type BalanceOption =
 /** Stickiness layered on top of the balancing method. */
 export interface StickyOptions {
   /**
-   * Learn engine.io session ids from polling handshakes and route `?sid=` to the same server.
+   * Route `?sid=` to the server that holds the session: by the server `name` a sid from `engineIoId()` carries,
+   * else as learnt from polling handshakes; `{ store }` shares what is learnt with every gateway through Redis.
    * Default: `true` for a pool of two or more servers (Socket.IO long-polling needs it), else `false`.
    */
-  engineIo?: boolean
+  engineIo?: boolean | EngineIoStickyOptions
   /** Name of a signed cookie that pins a client to a server, or the cookie settings. Default: none. */
   cookie?: string | { name: string, secret?: string, maxAge?: number }
+}
+
+/** Engine.io stickiness with the learnt sessions shared by every gateway. */
+export interface EngineIoStickyOptions {
+  /**
+   * An ioredis or node-redis (v4/v5) client, connected by you: learnt sessions are written to it (key
+   * `sockgate:sid:<pool>:<sid>`, expiring after 2 minutes unused) and read from it on a local miss. Default: none.
+   */
+  store?: object
 }
 
 /** Active health checks of a pool. */
@@ -99,6 +109,12 @@ export interface UpstreamOptions {
   failoverTimeout?: number
   /** TLS settings for `https:`/`wss:` servers. */
   tls?: UpstreamTlsOptions
+  /**
+   * Milliseconds over which a server that comes back up (health checks, passive recovery, `markUp`, `undrain`) or
+   * joins (`add`) grows from a tenth of its weight to all of it (nginx plus `slow_start`); not with `ip-hash` or
+   * `{ hash }`. Default: `0` (full weight at once).
+   */
+  slowStart?: number
 }
 
 /** A route: which requests go to which pool (nginx `server_name` + `location`). */
@@ -146,6 +162,11 @@ export interface TimeoutOptions {
   send?: number
   /** Closing a tunnel with no traffic either way; `0` never (TCP keepalive on both sockets). Default: `0`. */
   idle?: number
+  /**
+   * Ending a tunnel this long after it opened, each at its own point within ±10%, so clients move onto new
+   * servers and reconnect at different times; `0` never, else at least `1000`. Default: `0`.
+   */
+  maxLifetime?: number
 }
 
 /** Size limits in bytes. */
@@ -185,7 +206,7 @@ export type TargetPoolOptions = Omit<UpstreamOptions, 'servers'>
 export interface GatewayOptions extends TargetPoolOptions {
   /**
    * Shorthand for one pool (`default`) and one route (`/`). The pool options (`balance`, `sticky`, `health`,
-   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`) go
+   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`, `slowStart`) go
    * beside it at the top level.
    */
   target?: ServerOption | ServerOption[]
@@ -255,7 +276,7 @@ export interface GatewayStatus {
 }
 
 /** Why a tunnel ended, as reported by `tunnel:close`. */
-export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'gateway-closed' | 'drained'
+export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'max-lifetime' | 'gateway-closed' | 'drained'
 
 /** Payload of `tunnel:open`. */
 export interface TunnelOpenEvent {
