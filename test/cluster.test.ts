@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import WebSocket, { WebSocketServer } from 'ws'
 import type { GatewayStatus, ServerStatus } from '../src/index.js'
 import { mergeMetrics, mergeStatus } from '../src/cluster/merge.js'
+import { renderStatusHtml } from '../src/status.js'
 import { listen } from './helpers/servers.js'
 import { sleep } from './helpers/cluster.js'
 
@@ -302,6 +303,16 @@ test('cluster merge: a server down in one worker is down for the box, with each 
   assert.deepEqual(server.workers, [{ pid: 1, state: 'up', reason: null }, { pid: 2, state: 'down', reason: 'passive' }])
   assert.deepEqual(merged.tunnels, { open: 3 })
   assert.deepEqual(merged.cluster?.workers, [{ pid: 1, answered: true }, { pid: 2, answered: true }, { pid: 3, answered: false }])
+})
+
+test('cluster merge: the HTML page names the workers counted and the missing, and each state when the workers disagree', () => {
+  const html = renderStatusHtml(mergeStatus([
+    { pid: 11, value: { pools: { p: { servers: [serverStatus({ state: 'up' })] } }, tunnels: { open: 0 } } },
+    { pid: 12, value: { pools: { p: { servers: [serverStatus({ state: 'down', reason: 'passive' })] } }, tunnels: { open: 0 } } },
+    { pid: 13, value: null },
+  ]))
+  assert.match(html, /2 of 3 workers counted: pid 11, pid 12 · <span class="bad">no answer in time from pid 13<\/span>/)
+  assert.match(html, /<span class="state state-down">down<\/span><br><small>pid 11: up, pid 12: down \(passive\)<\/small>/)
 })
 
 test('cluster merge: metrics add up counters and counting gauges, and up is 1 only when every worker says so', () => {
