@@ -137,6 +137,18 @@ function echo (ws: WebSocket, text: string): Promise<string> {
   })
 }
 
+/** Resolves once a new connection to the box is refused (every worker stopped accepting). */
+function refused (box: Box): Promise<true> {
+  return eventually('new connections refused', 10_000, async () => {
+    try {
+      await get(box.port, '/', 1_000)
+      return undefined
+    } catch (err) {
+      return (err as { code?: string }).code === 'ECONNREFUSED' ? true : undefined
+    }
+  })
+}
+
 /** `promise`, or a rejection naming `what` after `ms`. */
 function within<T> (what: string, ms: number, promise: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -260,18 +272,33 @@ test('cluster: on SIGTERM an open tunnel runs on, new connections are refused, a
   const box = await startBox(t, { CLUSTER_UPSTREAM: await upstream(t), CLUSTER_DRAIN: '20000' })
   const { ws } = await openTunnel(t, box.port)
   box.proc.kill('SIGTERM')
-  await eventually('new connections refused', 10_000, async () => {
-    try {
-      await get(box.port, '/', 1_000)
-      return undefined
-    } catch (err) {
-      return (err as { code?: string }).code === 'ECONNREFUSED' ? true : undefined
-    }
-  })
+  await refused(box)
   assert.equal(await echo(ws, 'still here'), 'still here')
   assert.equal(box.proc.exitCode, null, 'the primary waits for the drain')
   ws.close()
   assert.deepEqual(await within('the primary exiting', 15_000, box.exited), { code: 0, signal: null })
+})
+
+test('cluster: a second SIGTERM during the drain kills the workers and the primary exits 1', TEST_TIMEOUT, async (t) => {
+  const box = await startBox(t, { CLUSTER_UPSTREAM: await upstream(t), CLUSTER_DRAIN: '60000' })
+  const { ws } = await openTunnel(t, box.port)
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()))
+  box.proc.kill('SIGTERM')
+  // The drain is under way once the port is closed.
+  await refused(box)
+  box.proc.kill('SIGTERM')
+  assert.deepEqual(await within('the primary exiting', 15_000, box.exited), { code: 1, signal: null })
+  await within('the tunnel ending', 15_000, closed)
+  for (const pid of box.pids) {
+    await eventually(`worker ${pid} gone`, 10_000, async () => {
+      try {
+        process.kill(pid, 0)
+        return undefined
+      } catch {
+        return true
+      }
+    })
+  }
 })
 
 test('cluster: a sticky cookie without a secret is refused in a worker, and startCluster() fails with the fix', TEST_TIMEOUT, async (t) => {
