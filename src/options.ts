@@ -530,7 +530,9 @@ export const DEFAULT_CLUSTER_DRAIN = 10_000
 export function normalizeClusterOptions<S> (options: { workers?: number, start: S, drain?: number, logger?: Logger },
   defaultWorkers: number): NormalizedClusterOptions<S> {
   if (!isObject(options)) fail('options', 'must be { workers?, start, drain?, logger? }')
-  checkKeys(options, '', ['workers', 'start', 'drain', 'logger'])
+  // Not checkKeys(): its hints for renamed gateway options would mislead here.
+  const unknown = Object.keys(options).find((key) => !['workers', 'start', 'drain', 'logger'].includes(key))
+  if (unknown !== undefined) fail(unknown, 'is not an option of startCluster() (expected one of: workers, start, drain, logger)')
   if (typeof options.start !== 'function') fail('start', 'must be a function that starts the app and returns { gateway, server }')
   return {
     workers: integer(options.workers, 'workers', defaultWorkers, 1),

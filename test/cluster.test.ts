@@ -13,6 +13,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import type { GatewayStatus, ServerStatus } from '../src/index.js'
 import { mergeMetrics, mergeStatus } from '../src/cluster/merge.js'
 import { renderStatusHtml } from '../src/status.js'
+import { startCluster, type ClusterApp } from '../src/cluster.js'
 import { listen } from './helpers/servers.js'
 import { sleep } from './helpers/cluster.js'
 
@@ -365,4 +366,15 @@ test('cluster merge: metrics add up counters and counting gauges, and up is 1 on
     '# HELP sockgate_cluster_workers Workers of the sockgate/cluster box asked for these figures.\n# TYPE sockgate_cluster_workers gauge\nsockgate_cluster_workers 3\n' +
     '# HELP sockgate_cluster_workers_answered Workers whose figures are counted here (the others did not answer in time).\n' +
     '# TYPE sockgate_cluster_workers_answered gauge\nsockgate_cluster_workers_answered 2\n')
+})
+
+test('cluster: startCluster() refuses bad options before it forks anything, naming the option', async () => {
+  const start = (): ClusterApp => { throw new Error('never called') }
+  await assert.rejects(startCluster({ workers: 0, start }), { code: 'SOCKGATE_ERR_INVALID_OPTION', message: 'workers must be an integer >= 1' })
+  await assert.rejects(startCluster({ start, drain: -1 }), { code: 'SOCKGATE_ERR_INVALID_OPTION', message: 'drain must be an integer >= 0 (ms)' })
+  await assert.rejects(startCluster({ start: 'app.js' } as never), { code: 'SOCKGATE_ERR_INVALID_OPTION', message: /^start must be a function/ })
+  await assert.rejects(startCluster({ start, timeout: 5 } as never), {
+    code: 'SOCKGATE_ERR_INVALID_OPTION',
+    message: 'timeout is not an option of startCluster() (expected one of: workers, start, drain, logger)',
+  })
 })
