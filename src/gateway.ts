@@ -4,6 +4,7 @@ import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { ClientAbortedError, HookError, type SockgateError } from './errors.js'
 import type { RewriteContext } from './headers.js'
+import { ClientLimits, ClientState } from './limits.js'
 import { GatewayLog, type UpstreamStateEvent } from './log.js'
 import { normalizeOptions, type NormalizedOptions, type NormalizedRoute } from './options.js'
 import { proxyRequest } from './proxy-request.js'
@@ -72,6 +73,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private readonly health: HealthChecker
   /** @internal */
   readonly log: GatewayLog | null
+  /** @internal The `limits.perClient` table, or null when it is not set. */
+  readonly clientLimits: ClientLimits | null
   private closing: Promise<void> | undefined
   /** @internal What the status page reads when it answers for a whole sockgate/cluster box; null: this gateway. */
   statusProvider: StatusProvider | null = null
@@ -82,6 +85,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.routes = compileRoutes(options.routes)
     this.statusMatcher = options.status === null ? null : compileStatusMatcher(options.status)
     this.log = options.logger === null ? null : new GatewayLog(options.logger)
+    this.clientLimits = options.limits.perClient === null ? null : new ClientLimits(options.limits.perClient)
     // Passive health, operators and active checks all report state changes the same way.
     const announce = (pool: string, server: UpstreamServer, up: boolean, reason: string): void => {
       const event = { pool, server: server.url, name: server.name, reason }
@@ -253,6 +257,28 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.runAuthorize(authorize, req, route, kind, peer, answer, fail)
   }
 
+  /**
+   * Take one of `limits.perClient`'s slots for this request or upgrade,
+   * given back when `target` (the response, or the upgrade's socket) closes,
+   * however the work ends. True at once when there are no per-client
+   * limits. Otherwise false when the client is past a limit: it has been
+   * answered 429 with Retry-After, and the refusal reported, once per client
+   * in the quiet window so a flood does not flood the log. @internal
+   */
+  admitClient (req: IncomingMessage, target: ServerResponse | Duplex, kind: 'http' | 'upgrade', peer: Peer, route: NormalizedRoute,
+    onFailure?: FailureHandler): boolean {
+    const limits = this.clientLimits
+    if (limits === null) return true
+    const admitted = limits.admit(kind, peer.clientAddress, Date.now())
+    if (admitted instanceof ClientState) {
+      target.once('close', () => limits.release(admitted, Date.now()))
+      return true
+    }
+    if (admitted.report) this.report(admitted.error, kind, req, peer, route.upstream, undefined, route)
+    this.answerFailure(req, target, admitted.error, onFailure)
+    return false
+  }
+
   private async runAuthorize (authorize: NonNullable<NormalizedOptions['authorize']>, req: IncomingMessage, route: NormalizedRoute,
     kind: 'http' | 'upgrade', peer: Peer | undefined, answer: (a: Answer) => void, fail: (err: SockgateError) => void): Promise<boolean> {
     let verdict: Answer | null
@@ -301,7 +327,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const now = Date.now()
     const pools: GatewayStatus['pools'] = {}
     for (const [name, pool] of this.pools) pools[name] = { servers: pool.servers.map((s) => s.snapshot(now)) }
-    return { pools, tunnels: { open: this.tunnels.size } }
+    const status: GatewayStatus = { pools, tunnels: { open: this.tunnels.size } }
+    if (this.clientLimits !== null) status.perClient = this.clientLimits.snapshot()
+    return status
   }
 
   /**
@@ -311,7 +339,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    */
   metrics (): string {
     this.settleTunnelBytes()
-    return renderPrometheus(this.pools.values(), this.tunnels.size)
+    return renderPrometheus(this.pools.values(), this.tunnels.size) + (this.clientLimits?.metrics() ?? '')
   }
 
   private settleTunnelBytes (): void {
@@ -336,6 +364,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   private async shutdown (drain: number, spread: number): Promise<void> {
     this.health.stop()
+    this.clientLimits?.stop()
     // The upgrade handlers stay registered (they hold no socket or timer): with them gone, the dispatcher
     // would answer this gateway's routes 404 instead of the 503 a closed gateway owes (DESIGN: "After close()").
     if (drain > 0) await this.tunnelsClosed(drain)

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { InvalidOptionError } from './errors.js'
 import { isPlainObject, normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
 import { isToken } from './http-syntax.js'
+import { compileOrigins, type OriginCheck } from './origin.js'
 import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import { redisSessionStore, type SessionStore } from './balance/session-store.js'
@@ -20,6 +21,8 @@ export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_00
  */
 export const MIN_MAX_LIFETIME = 1_000
 export const DEFAULT_BODY_LIMIT = 1_048_576
+/** Clients `limits.perClient` tracks at most: a few MB of small entries, as an nginx zone of about 10m holds. */
+export const DEFAULT_MAX_CLIENTS = 65_536
 export const DEFAULT_UPGRADES = Object.freeze(['websocket'])
 export const DEFAULT_STATUS_PATH = '/sockgate/status'
 export const DEFAULT_MAX_FAILS = 1
@@ -48,6 +51,16 @@ export interface NormalizedSticky {
   /** The Redis client of `engineIo: { store }`, behind its adapter; null without one. */
   readonly store: SessionStore | null
   readonly cookie: Readonly<{ name: string, secret: string, maxAge: number | null }> | null
+}
+
+/** `limits.perClient` after validation; null stands for a limit not set. */
+export interface NormalizedPerClient {
+  readonly connections: number | null
+  readonly requestsPerSecond: number | null
+  /** Requests past the rate that may come at once (0 when requestsPerSecond is not set). */
+  readonly burst: number
+  readonly upgradesPerMinute: number | null
+  readonly maxClients: number
 }
 
 /** A pool after validation. */
@@ -97,7 +110,9 @@ export interface NormalizedOptions {
   readonly headers: NormalizedHeaderOptions
   readonly trust: TrustPredicate
   readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number, maxLifetime: number }>
-  readonly limits: Readonly<{ body: number }>
+  readonly limits: Readonly<{ body: number, perClient: NormalizedPerClient | null }>
+  /** Whether an upgrade's Origin may go on, or null when `origins` is not set. */
+  readonly originAllowed: OriginCheck | null
   /** Allowed Upgrade tokens, lower case. */
   readonly upgrades: ReadonlySet<string>
   readonly status: Readonly<{ path: string, host: string | null, auth: StatusOptions['auth'] | null }> | null
@@ -120,7 +135,7 @@ const RENAMED: Record<string, string> = {
 const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls', 'slowStart'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
-  ...HOOKS, 'logger', ...POOL_KEYS])
+  ...HOOKS, 'logger', ...POOL_KEYS, 'origins', 'requireOrigin'])
 
 function fail (path: string, rule: string): never {
   throw new InvalidOptionError(path, rule)
@@ -384,6 +399,30 @@ function normalizeTrust (value: unknown): TrustPredicate {
   return compileTrust((value ?? false) as boolean | number | string[], 'trustProxy')
 }
 
+function normalizePerClient (value: unknown): NormalizedPerClient | null {
+  if (value === undefined) return null
+  const path = 'limits.perClient'
+  if (!isObject(value)) fail(path, 'must be { connections?, requestsPerSecond?, burst?, upgradesPerMinute?, maxClients? }')
+  checkKeys(value, path, ['connections', 'requestsPerSecond', 'burst', 'upgradesPerMinute', 'maxClients'])
+  const rps = value.requestsPerSecond
+  // A rate below one per second is a real setting (nginx's r/m), so any positive number will do.
+  if (rps !== undefined && (typeof rps !== 'number' || !Number.isFinite(rps) || rps <= 0)) fail(`${path}.requestsPerSecond`, 'must be a number > 0 (0.5 is one request every 2 s)')
+  if (value.burst !== undefined && rps === undefined) fail(`${path}.burst`, 'needs requestsPerSecond: it is the burst above that rate')
+  const opt = (key: string): number | null => value[key] === undefined ? null : integer(value[key], `${path}.${key}`, 0, 1)
+  const spec = {
+    connections: opt('connections'),
+    requestsPerSecond: rps ?? null,
+    // One second's worth may come at once (nginx's own default burst is 0: one request per 1/rate).
+    burst: rps === undefined ? 0 : integer(value.burst, `${path}.burst`, Math.ceil(rps), 0),
+    upgradesPerMinute: opt('upgradesPerMinute'),
+    maxClients: integer(value.maxClients, `${path}.maxClients`, DEFAULT_MAX_CLIENTS, 1),
+  }
+  if (spec.connections === null && spec.requestsPerSecond === null && spec.upgradesPerMinute === null) {
+    fail(path, 'must set at least one of connections, requestsPerSecond and upgradesPerMinute')
+  }
+  return spec
+}
+
 function normalizeStatus (value: unknown): NormalizedOptions['status'] {
   if (value === undefined || value === false) return null
   const spec = value === true ? {} : value
@@ -426,9 +465,9 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     fail('timeouts.maxLifetime', `must be 0 (no limit) or at least ${MIN_MAX_LIFETIME} (ms)`)
   }
   const l = options.limits ?? {}
-  if (!isObject(l)) fail('limits', 'must be { body? }')
-  checkKeys(l, 'limits', ['body'])
-  const limits = { body: integer(l.body, 'limits.body', DEFAULT_BODY_LIMIT, 0, ' (bytes)') }
+  if (!isObject(l)) fail('limits', 'must be { body?, perClient? }')
+  checkKeys(l, 'limits', ['body', 'perClient'])
+  const limits = { body: integer(l.body, 'limits.body', DEFAULT_BODY_LIMIT, 0, ' (bytes)'), perClient: normalizePerClient(l.perClient) }
 
   let upstreamSpecs: Record<string, UpstreamOptions>
   if (options.target !== undefined) {
@@ -478,6 +517,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     limits,
     upgrades: new Set(upgrades.map((u) => u.toLowerCase())),
     status: normalizeStatus(options.status),
+    originAllowed: compileOrigins(options.origins, options.requireOrigin),
     ...normalizeHooks(options),
   }
   // The logger is the caller's object (pino, app.log, console): referenced as it is, never frozen.

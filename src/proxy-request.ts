@@ -109,6 +109,8 @@ class HttpExchange {
 
   async run (): Promise<void> {
     const { gateway, req, res, route, pool, peer } = this
+    // Per-client limits come before authorize, as nginx's limit_req comes before its access checks.
+    if (!gateway.admitClient(req, res, 'http', peer, route, this.onFailure)) return
     try {
       const check = gateway.authorized(req, route, 'http', peer,
         (a) => sendAnswer(res, a, false), (err) => gateway.answerFailure(req, res, err, this.onFailure))

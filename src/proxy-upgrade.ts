@@ -10,8 +10,8 @@ import http, { type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
-  BadRequestError, BadUpgradeError, ClientAbortedError, GatewayClosedError, SockgateError, StickyMissError, UpgradeRefusedError,
-  UpgradeVersionError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
+  BadRequestError, BadUpgradeError, ClientAbortedError, GatewayClosedError, OriginRefusedError, SockgateError, StickyMissError,
+  UpgradeRefusedError, UpgradeVersionError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
 } from './errors.js'
 import { withFailover } from './failover.js'
 import type { Gateway, Peer } from './gateway.js'
@@ -60,7 +60,11 @@ export function proxyUpgrade (gateway: Gateway, req: IncomingMessage, socket: Du
 function checkUpgrade (gateway: Gateway, req: IncomingMessage, url: string): SockgateError | string {
   if (gateway.closed) return new GatewayClosedError()
   if (!url.startsWith('/') || url.startsWith('//')) return BadRequestError.notAPath()
-  return validateUpgrade(req, gateway.options.upgrades)
+  const token = validateUpgrade(req, gateway.options.upgrades)
+  const originAllowed = gateway.options.originAllowed
+  // A well-formed upgrade from a page that may not open sockets here (RFC 6455 §10.2).
+  if (typeof token === 'string' && originAllowed !== null && !originAllowed(req.headers.origin)) return new OriginRefusedError(req.headers.origin)
+  return token
 }
 
 /** RFC 6455 §1.3: the GUID appended to the client's key to compute Sec-WebSocket-Accept. */
@@ -127,6 +131,8 @@ class UpgradeExchange {
 
   async run (head: Buffer): Promise<void> {
     const { gateway, req, socket, route, pool, peer, cancel } = this
+    // Per-client limits come before authorize, as nginx's limit_req comes before its access checks.
+    if (!gateway.admitClient(req, socket, 'upgrade', peer, route)) return
     socket.once('close', this.onGone)
     // Node's HTTP server sockets allow half-open, so a client that leaves mid-handshake may show up as 'end' only.
     socket.once('end', this.onGone)

@@ -1,6 +1,6 @@
 import { STATUS_CODES, validateHeaderName, validateHeaderValue, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { SockgateError } from './errors.js'
+import { RateLimitedError, type SockgateError } from './errors.js'
 import { serializeHead } from './http-syntax.js'
 
 /** Seconds a client is asked to wait before retrying a 503. */
@@ -17,6 +17,7 @@ function clientText (err: SockgateError): string {
 
 function extraHeaders (err: SockgateError): Array<[string, string]> {
   if (err.statusCode === 503) return [['Retry-After', String(RETRY_AFTER_SECONDS)]]
+  if (err instanceof RateLimitedError) return [['Retry-After', String(err.retryAfter)]]
   if (err.code === 'SOCKGATE_ERR_UPGRADE_VERSION') return [['Sec-WebSocket-Version', '13']]
   return []
 }

@@ -169,10 +169,29 @@ export interface TimeoutOptions {
   maxLifetime?: number
 }
 
-/** Size limits in bytes. */
+/**
+ * What one client may do, keyed by its address after `trustProxy` (one key per IPv4 address and per IPv6 /64);
+ * past a limit, 429 with `Retry-After`, before any upstream is contacted. Each gateway process counts its own.
+ */
+export interface PerClientLimitOptions {
+  /** HTTP requests in flight plus upgrades and open tunnels of one client at once (nginx `limit_conn`). Default: no limit. */
+  connections?: number
+  /** Proxied HTTP requests per second of one client, on average (nginx `limit_req rate=`). Default: no limit. */
+  requestsPerSecond?: number
+  /** Requests past the rate that may come at once, never delayed (nginx `burst=` with `nodelay`). Default: `requestsPerSecond`, rounded up. */
+  burst?: number
+  /** Upgrades one client may start per minute; a minute's worth may come at once. Default: no limit. */
+  upgradesPerMinute?: number
+  /** Clients tracked at once; past it an idle one not seen lately is forgotten (nginx's zone size). Default: `65536`. */
+  maxClients?: number
+}
+
+/** Size limits in bytes, and per-client limits. */
 export interface LimitOptions {
   /** Largest request body forwarded (nginx `client_max_body_size`). Default: `1048576`. */
   body?: number
+  /** Per-client caps on connections, request rate and upgrade rate. Default: none. */
+  perClient?: PerClientLimitOptions
 }
 
 /** The status page. */
@@ -220,7 +239,7 @@ export interface GatewayOptions extends TargetPoolOptions {
   trustProxy?: boolean | number | string[]
   /** Timeouts in milliseconds. */
   timeouts?: TimeoutOptions
-  /** Size limits in bytes. */
+  /** Size limits in bytes, and per-client limits. */
   limits?: LimitOptions
   /** Upgrade tokens that may be tunnelled. Default: `['websocket']`. */
   upgrades?: string[]
@@ -241,6 +260,13 @@ export interface GatewayOptions extends TargetPoolOptions {
   onResponse?: (req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>) => void
   /** Where sockgate writes its records: tunnels, upstreams going down and up, errors. Default: none. */
   logger?: Logger
+  /**
+   * Origins whose pages may open WebSockets here: `'https://app.example.com'`, `'https://*.example.com'` (any
+   * sub-domain, not the domain itself), `'null'`. Upgrades from others get 403. Default: every origin.
+   */
+  origins?: string[]
+  /** Refuse (403) upgrades that carry no `Origin` at all; needs `origins`. Default: `false`. */
+  requireOrigin?: boolean
 }
 
 /** State of an upstream server. */
@@ -273,6 +299,11 @@ export interface GatewayStatus {
   tunnels: { open: number }
   /** sockgate/cluster only: the workers asked, and whether each answered in time (only those that did are counted). */
   cluster?: { workers: Array<{ pid: number, answered: boolean }> }
+  /** With `limits.perClient`: clients tracked, and refusals since start by the setting that refused them. */
+  perClient?: {
+    clients: number
+    refused: Record<import('./errors.js').ClientLimitName, number>
+  }
 }
 
 /** Why a tunnel ended, as reported by `tunnel:close`. */

@@ -29,6 +29,8 @@ const ALL_CODES: Record<ErrorCode, true> = {
   SOCKGATE_ERR_STICKY_MISS: true,
   SOCKGATE_ERR_STICKY_STORE: true,
   SOCKGATE_ERR_HOOK: true,
+  SOCKGATE_ERR_RATE_LIMITED: true,
+  SOCKGATE_ERR_ORIGIN: true,
 }
 
 const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5001'), { code: 'ECONNREFUSED' })
@@ -54,6 +56,8 @@ const SAMPLES: Record<string, () => SockgateError> = {
   StickyMissError: () => new sockgate.StickyMissError('http://127.0.0.1:5001', 'AbC123', 'http://127.0.0.1:5001'),
   StickyStoreError: () => new sockgate.StickyStoreError('socket_nodes', 'ioredis', 'did not answer within 150 ms'),
   HookError: () => new sockgate.HookError('authorize', new Error('token store down')),
+  RateLimitedError: () => new sockgate.RateLimitedError('203.0.113.7', 'requestsPerSecond', '10 per second, burst 10', 1),
+  OriginRefusedError: () => new sockgate.OriginRefusedError('https://evil.example'),
 }
 
 /** Names of the classes the package exports that extend SockgateError. */

@@ -52,6 +52,19 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['an unknown limit', { target: A, limits: { headers: 8192 } }, 'limits.headers'],
   ['a negative body limit', { target: A, limits: { body: -1 } }, 'limits.body'],
   ['a body limit of Infinity', { target: A, limits: { body: Infinity } }, 'limits.body'],
+  ['perClient that is not an object', { target: A, limits: { perClient: 10 } }, 'limits.perClient'],
+  ['a perClient with no limit in it', { target: A, limits: { perClient: { maxClients: 10 } } }, 'limits.perClient'],
+  ['an unknown perClient limit', { target: A, limits: { perClient: { rate: 10 } } }, 'limits.perClient.rate'],
+  ['a perClient connections of 0', { target: A, limits: { perClient: { connections: 0 } } }, 'limits.perClient.connections'],
+  ['a perClient requestsPerSecond of 0', { target: A, limits: { perClient: { requestsPerSecond: 0 } } }, 'limits.perClient.requestsPerSecond'],
+  ['a perClient requestsPerSecond of Infinity', { target: A, limits: { perClient: { requestsPerSecond: Infinity } } }, 'limits.perClient.requestsPerSecond'],
+  ['a perClient burst without requestsPerSecond', { target: A, limits: { perClient: { connections: 2, burst: 5 } } }, 'limits.perClient.burst'],
+  ['a negative perClient burst', { target: A, limits: { perClient: { requestsPerSecond: 5, burst: -1 } } }, 'limits.perClient.burst'],
+  ['a fractional perClient upgradesPerMinute', { target: A, limits: { perClient: { upgradesPerMinute: 1.5 } } }, 'limits.perClient.upgradesPerMinute'],
+  ['a perClient maxClients of 0', { target: A, limits: { perClient: { connections: 2, maxClients: 0 } } }, 'limits.perClient.maxClients'],
+  ['origins that are not a list', { target: A, origins: 'https://app.example.com' }, 'origins'],
+  ['an origin with a path', { target: A, origins: ['https://app.example.com/chat'] }, 'origins[0]'],
+  ['requireOrigin without origins', { target: A, requireOrigin: true }, 'requireOrigin'],
   // Target shorthand
   ['an empty target list', { target: [] }, 'target'],
   ['a target that is not a URL', { target: 'localhost:5001' }, 'target'],
@@ -194,6 +207,16 @@ test('options: timeouts default to connect 5000, handshake 10000, request 60000,
 test('options: one timeout given leaves the others at their defaults', () => {
   assert.deepEqual({ ...normalizeOptions({ target: A, timeouts: { request: 120_000 } }).timeouts },
     { connect: 5_000, handshake: 10_000, request: 120_000, send: 60_000, idle: 0, maxLifetime: 0 })
+})
+
+test('options: limits.perClient is off unless given, and its burst defaults to one second of the rate', () => {
+  assert.equal(normalizeOptions({ target: A }).limits.perClient, null)
+  assert.deepEqual(normalizeOptions({ target: A, limits: { perClient: { requestsPerSecond: 2.5 } } }).limits.perClient,
+    { connections: null, requestsPerSecond: 2.5, burst: 3, upgradesPerMinute: null, maxClients: 65_536 })
+})
+
+test('options: origins is off unless given', () => {
+  assert.equal(normalizeOptions({ target: A }).originAllowed, null)
 })
 
 test('options: limits.body defaults to 1048576 bytes', () => {
