@@ -337,11 +337,21 @@ test('cluster merge: a server down in one worker is down for the box, with each 
     part(2, { state: 'down', reason: 'passive', requests: 4, activeTunnels: 1, lastCheck: { at: 20, ok: false, ms: 9 } }, 1),
     { pid: 3, value: null },
   ])
+  assert.equal(merged.perClient, undefined)
   const server = merged.pools.p!.servers[0]!
   assert.deepEqual([server.state, server.reason, server.requests, server.activeTunnels, server.lastCheck?.at], ['down', 'passive', 7, 3, 20])
   assert.deepEqual(server.workers, [{ pid: 1, state: 'up', reason: null }, { pid: 2, state: 'down', reason: 'passive' }])
   assert.deepEqual(merged.tunnels, { open: 3 })
   assert.deepEqual(merged.cluster?.workers, [{ pid: 1, answered: true }, { pid: 2, answered: true }, { pid: 3, answered: false }])
+})
+
+test('cluster merge: figures of other features (perClient) are summed like counts', () => {
+  const part = (pid: number, clients: number, connections: number) => ({
+    pid,
+    value: { pools: {}, tunnels: { open: 0 }, perClient: { clients, refused: { connections, requestsPerSecond: 1, upgradesPerMinute: 0 } } },
+  })
+  const merged = mergeStatus([part(1, 5, 2), part(2, 7, 3)] as never)
+  assert.deepEqual(merged.perClient, { clients: 12, refused: { connections: 5, requestsPerSecond: 2, upgradesPerMinute: 0 } })
 })
 
 test('cluster merge: the HTML page names the workers counted and the missing, and each state when the workers disagree', () => {

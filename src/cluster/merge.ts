@@ -7,6 +7,8 @@
  * check) is not, since each worker sees its upstreams for itself. A server's
  * `state` is the least available any worker reports (one worker that took it
  * down is worth knowing about), and `workers` lists each worker's own.
+ * Figures these rules do not name (`perClient`, and those of later
+ * features) are taken as counts and summed, in the status as in the metrics.
  */
 import type { GatewayStatus, ServerState, ServerStatus } from '../types.js'
 
@@ -32,10 +34,8 @@ export function mergeStatus (parts: ReadonlyArray<WorkerPart<GatewayStatus>>): G
   const pools: GatewayStatus['pools'] = {}
   const merged = new Map<string, Map<string, ServerStatus>>()
   let open = 0
-  let first: GatewayStatus | undefined
   for (const { pid, value } of parts) {
     if (value === null) continue
-    first ??= value
     open += value.tunnels.open
     for (const [name, pool] of Object.entries(value.pools)) {
       let servers = merged.get(name)
@@ -64,13 +64,29 @@ export function mergeStatus (parts: ReadonlyArray<WorkerPart<GatewayStatus>>): G
       }
     }
   }
-  // Fields the rules above do not know (added by later features) come from the first worker that answered.
+  // Other top-level fields (perClient, and those of later features) are counts: summed, as unknown metrics are.
+  const rest: Record<string, unknown> = {}
+  for (const { value } of parts) {
+    if (value === null) continue
+    for (const [key, v] of Object.entries(value)) {
+      if (key !== 'pools' && key !== 'tunnels' && key !== 'cluster') rest[key] = key in rest ? sumCounts(rest[key], v) : v
+    }
+  }
   return {
-    ...first,
+    ...rest,
     pools,
     tunnels: { open },
     cluster: { workers: parts.map((p) => ({ pid: p.pid, answered: p.value !== null })) },
   }
+}
+
+/** Numbers added up, plain objects key by key; anything else is the first worker's. */
+function sumCounts (a: unknown, b: unknown): unknown {
+  if (typeof a === 'number' && typeof b === 'number') return a + b
+  if (typeof a !== 'object' || a === null || Array.isArray(a) || typeof b !== 'object' || b === null || Array.isArray(b)) return a
+  const sum: Record<string, unknown> = { ...a }
+  for (const [key, v] of Object.entries(b)) sum[key] = key in sum ? sumCounts(sum[key], v) : v
+  return sum
 }
 
 /** Gauges that state something rather than count it, and how the workers' values combine; other gauges add up. */
