@@ -18,7 +18,7 @@ import { endSpread, type Tunnel } from './tunnel.js'
 import { refuseConnect, registerUpgradeHandler } from './dispatch.js'
 import { HealthChecker } from './health.js'
 import { renderPrometheus } from './metrics.js'
-import { compileStatusMatcher, isStatusPath, type StatusMatcher } from './status.js'
+import { compileStatusMatcher, isStatusPath, type StatusMatcher, type StatusProvider } from './status.js'
 import { Discovery } from './upstream/discovery.js'
 import { Pool } from './upstream/pool.js'
 import { MAX_TIMER_MS, type UpstreamServer } from './upstream/server.js'
@@ -86,6 +86,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** @internal The `limits.perClient` table, or null when it is not set. */
   readonly clientLimits: ClientLimits | null
   private closing: Promise<void> | undefined
+  /** @internal What the status page reads when it answers for a whole sockgate/cluster box; null: this gateway. */
+  statusProvider: StatusProvider | null = null
 
   constructor (options: NormalizedOptions) {
     super()

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import type { IncomingMessage } from 'node:http'
 import { isIP } from 'node:net'
 import { InvalidOptionError } from './errors.js'
@@ -345,6 +346,12 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
       if (spec.secret !== undefined && (typeof spec.secret !== 'string' || spec.secret.length < 16)) {
         fail(`${at}sticky.cookie.secret`, 'must be a string of at least 16 characters')
       }
+      // Processes would each sign with what they derive: one stray config difference and cookies stop
+      // matching, and the derived value is no secret. Several processes must be told the same one.
+      if (spec.secret === undefined && cluster.isWorker) {
+        fail(`${at}sticky.cookie.secret`, 'is required in a node:cluster worker (sockgate/cluster, PM2 cluster mode): give every ' +
+          'process the same secret of 16+ characters, e.g. secret: process.env.STICKY_SECRET, so each honours the others\' cookies')
+      }
       cookieSpec = {
         name: spec.name,
         secret: spec.secret ?? defaultStickySecret(name, servers.map((s) => s.url)),
@@ -618,4 +625,31 @@ function normalizeLogger (value: unknown): Logger | null {
     fail('logger', 'must be a pino-compatible logger with info, warn, error and debug methods (pino(), app.log, console)')
   }
   return value as unknown as Logger
+}
+
+/** `startCluster()`'s options after validation (sockgate/cluster). */
+export interface NormalizedClusterOptions<S> {
+  readonly workers: number
+  readonly start: S
+  readonly drain: number
+  readonly logger: Logger | null
+}
+
+/** Default of `startCluster({ drain })`: under Kubernetes' 30 s grace period, with room to close up. */
+export const DEFAULT_CLUSTER_DRAIN = 10_000
+
+/** Validate `startCluster()`'s options, with the same rules and messages as the gateway's. */
+export function normalizeClusterOptions<S> (options: { workers?: number, start: S, drain?: number, logger?: Logger },
+  defaultWorkers: number): NormalizedClusterOptions<S> {
+  if (!isObject(options)) fail('options', 'must be { workers?, start, drain?, logger? }')
+  // Not checkKeys(): its hints for renamed gateway options would mislead here.
+  const unknown = Object.keys(options).find((key) => !['workers', 'start', 'drain', 'logger'].includes(key))
+  if (unknown !== undefined) fail(unknown, 'is not an option of startCluster() (expected one of: workers, start, drain, logger)')
+  if (typeof options.start !== 'function') fail('start', 'must be a function that starts the app and returns { gateway, server }')
+  return {
+    workers: integer(options.workers, 'workers', defaultWorkers, 1),
+    start: options.start,
+    drain: integer(options.drain, 'drain', DEFAULT_CLUSTER_DRAIN, 0, ' (ms)'),
+    logger: normalizeLogger(options.logger),
+  }
 }

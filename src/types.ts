@@ -310,12 +310,16 @@ export interface ServerStatus {
   bytesIn: number
   bytesOut: number
   lastCheck: { at: number, ok: boolean, ms: number } | null
+  /** sockgate/cluster only: the server's state in each worker that answered (`state` above is the least available). */
+  workers?: Array<{ pid: number, state: ServerState, reason: string | null }>
 }
 
 /** Snapshot returned by `gateway.status()`. */
 export interface GatewayStatus {
   pools: Record<string, { servers: ServerStatus[] }>
   tunnels: { open: number }
+  /** sockgate/cluster only: the workers asked, and whether each answered in time (only those that did are counted). */
+  cluster?: { workers: Array<{ pid: number, answered: boolean }> }
   /** With `limits.perClient`: clients tracked, and refusals since start by the setting that refused them. */
   perClient?: {
     clients: number
