@@ -11,6 +11,8 @@ import type {
 
 export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
 export const DEFAULT_BODY_LIMIT = 1_048_576
+/** Balancers write the PROXY header right after the TCP handshake: a peer silent this long is not one. */
+export const DEFAULT_PROXY_PROTOCOL_TIMEOUT = 5_000
 export const DEFAULT_UPGRADES = Object.freeze(['websocket'])
 export const DEFAULT_STATUS_PATH = '/sockgate/status'
 export const DEFAULT_MAX_FAILS = 1
@@ -84,6 +86,7 @@ export interface NormalizedOptions {
   readonly headers: NormalizedHeaderOptions
   readonly trust: TrustPredicate
   readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number }>
+  readonly proxyProtocol: NormalizedProxyProtocol | null
   readonly limits: Readonly<{ body: number }>
   /** Allowed Upgrade tokens, lower case. */
   readonly upgrades: ReadonlySet<string>
@@ -92,6 +95,15 @@ export interface NormalizedOptions {
   readonly onError: NonNullable<GatewayOptions['onError']> | null
   readonly onResponse: NonNullable<GatewayOptions['onResponse']> | null
   readonly logger: Logger | null
+}
+
+/** `proxyProtocol` after validation. */
+export interface NormalizedProxyProtocol {
+  /** The peers that must send a header, compiled. */
+  readonly trusted: TrustPredicate
+  /** The list as given, trimmed: two gateways on one server must agree on it. */
+  readonly trustedList: readonly string[]
+  readonly timeout: number
 }
 
 /** Options renamed since they were first published, with where they live now. */
@@ -106,7 +118,7 @@ const RENAMED: Record<string, string> = {
 /** Pool options, which the `target` shorthand takes at the top level. */
 const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
-const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
+const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'proxyProtocol', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS])
 const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/
 
@@ -347,6 +359,22 @@ function normalizeTrust (value: unknown): TrustPredicate {
   return compileTrust((value ?? false) as boolean | number | string[], 'trustProxy')
 }
 
+function normalizeProxyProtocol (value: unknown): NormalizedProxyProtocol | null {
+  if (value === undefined) return null
+  if (!isObject(value)) fail('proxyProtocol', "must be { trusted: ['10.0.0.0/8', ...], timeout? }")
+  checkKeys(value, 'proxyProtocol', ['trusted', 'timeout'])
+  const trusted = value.trusted
+  if (!Array.isArray(trusted) || trusted.length === 0) {
+    fail('proxyProtocol.trusted', "must list the load balancers' addresses or CIDRs, e.g. ['10.0.0.0/8']")
+  }
+  return {
+    // The entries are those of trustProxy, checked and named (proxyProtocol.trusted[1]) the same way.
+    trusted: compileTrust(trusted as string[], 'proxyProtocol.trusted'),
+    trustedList: (trusted as string[]).map((entry) => entry.trim()),
+    timeout: integer(value.timeout, 'proxyProtocol.timeout', DEFAULT_PROXY_PROTOCOL_TIMEOUT, 1, ' (ms)'),
+  }
+}
+
 function normalizeStatus (value: unknown): NormalizedOptions['status'] {
   if (value === undefined || value === false) return null
   const spec = value === true ? {} : value
@@ -434,6 +462,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     headers: normalizeHeaderOptions(options.headers as GatewayOptions['headers']),
     trust: normalizeTrust(options.trustProxy),
     timeouts,
+    proxyProtocol: normalizeProxyProtocol(options.proxyProtocol),
     limits,
     upgrades: new Set(upgrades.map((u) => u.toLowerCase())),
     status: normalizeStatus(options.status),

@@ -28,6 +28,7 @@ const ALL_CODES: Record<ErrorCode, true> = {
   SOCKGATE_ERR_BODY_CONSUMED: true,
   SOCKGATE_ERR_STICKY_MISS: true,
   SOCKGATE_ERR_HOOK: true,
+  SOCKGATE_ERR_PROXY_PROTOCOL: true,
 }
 
 const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5001'), { code: 'ECONNREFUSED' })
@@ -52,6 +53,7 @@ const SAMPLES: Record<string, () => SockgateError> = {
   BodyConsumedError: () => new sockgate.BodyConsumedError('multipart/form-data'),
   StickyMissError: () => new sockgate.StickyMissError('http://127.0.0.1:5001', 'AbC123', 'http://127.0.0.1:5001'),
   HookError: () => new sockgate.HookError('authorize', new Error('token store down')),
+  ProxyProtocolError: () => sockgate.ProxyProtocolError.fromUntrusted('203.0.113.9'),
 }
 
 /** Names of the classes the package exports that extend SockgateError. */
