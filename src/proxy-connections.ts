@@ -62,7 +62,9 @@ class ProxyHeaderReader {
       if (event === 'secureConnection') carryPeer(arguments[1])
       return emit.apply(this, arguments as unknown as Parameters<Server['emit']>)
     } as Server['emit']
-    server.once('close', this.uninstall)
+    // After the server's other 'close' listeners: the upgrade dispatcher, installed after us and so wrapping
+    // our emit, gives it back to us first, and the server is left with its own.
+    server.once('close', () => queueMicrotask(this.uninstall))
     server[READER] = this
   }
 
