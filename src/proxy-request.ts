@@ -109,6 +109,8 @@ class HttpExchange {
 
   async run (): Promise<void> {
     const { gateway, req, res, route, pool, peer } = this
+    // Per-client limits come before authorize, as nginx's limit_req comes before its access checks.
+    if (!gateway.admitClient(req, res, 'http', peer, route, this.onFailure)) return
     try {
       const check = gateway.authorized(req, route, 'http', peer,
         (a) => sendAnswer(res, a, false), (err) => gateway.answerFailure(req, res, err, this.onFailure))
@@ -122,6 +124,9 @@ class HttpExchange {
       const raw = parsed && body !== null ? withBodyLength(edited, (body as Buffer).length) : edited
       const replayable = body === null || Buffer.isBuffer(body)
       const path = gateway.targetPath(route, req.url ?? '/')
+      // A sid neither its name nor this gateway places is looked up in the shared store first (bounded wait).
+      const fromStore = pool.sticky?.shared == null ? undefined : pool.sticky.fromStore(req)
+      if (fromStore !== undefined) await fromStore
       const ctx = { req, clientAddress: peer.clientAddress, now: Date.now() }
       await withFailover(pool, ctx, () => replayable && !res.headersSent && !res.destroyed, async (server) => {
         this.server = server
@@ -179,7 +184,7 @@ class HttpExchange {
     let learn: ((status: number, chunk: Buffer) => void) | undefined
     if (sticky?.sessions != null) {
       learn = (status, chunk) => {
-        const miss = sticky.learnFromResponse(req.url ?? '/', server, status, chunk)
+        const miss = sticky.learnFromResponse(req, server, status, chunk)
         if (miss !== undefined) this.report(new StickyMissError(server.url, miss.sid, miss.owner?.url))
       }
     }
@@ -240,7 +245,9 @@ class HttpExchange {
           server.countResponse(statusCode)
           resolve()
           status = statusCode
-          res.writeHead(statusCode, statusMessage ?? '', out)
+          // HTTP/2 has no reason phrase (RFC 9113 §8.3.2), and node:http2 warns when given one.
+          if (req.httpVersionMajor === 2) res.writeHead(statusCode, out)
+          else res.writeHead(statusCode, statusMessage ?? '', out)
         },
         onResponseData (c, chunk) {
           server.bytesOut += chunk.length
