@@ -354,6 +354,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    */
   attachHttp2 (server: AnyHttp2Server): this {
     if (this.http2Detachers.has(server)) return this
+    this.readProxyHeaders(server)
     this.http2Detachers.set(server, takeWebSocketStreams(this, server))
     server.once('close', () => {
       this.http2Detachers.get(server)?.()
@@ -382,7 +383,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * the number of gateways; throws `SOCKGATE_ERR_INVALID_OPTION` when
    * another gateway on the server reads headers with other settings.
    */
-  readProxyHeaders (server: Server): void {
+  readProxyHeaders (server: Server | AnyHttp2Server): void {
     const settings = this.options.proxyProtocol
     if (settings === null) return
     readProxyHeaders(server, settings, (error, peer) => this.reportConnection(error, peer))

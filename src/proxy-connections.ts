@@ -1,5 +1,4 @@
-import type { Server } from 'node:http'
-import type { Socket } from 'node:net'
+import type { Server, Socket } from 'node:net'
 import { InvalidOptionError, ProxyProtocolError } from './errors.js'
 import type { NormalizedProxyProtocol } from './options.js'
 import { parseProxyHeader, proxyHeaderVersion, type ProxiedConnection, type ProxyHeader } from './proxy-protocol.js'

@@ -250,7 +250,7 @@ export interface GatewayOptions extends TargetPoolOptions {
   trustProxy?: boolean | number | string[]
   /** Timeouts in milliseconds. */
   timeouts?: TimeoutOptions
-  /** Read PROXY protocol headers from these load balancers, on every server passed to `attach()`. Default: off. */
+  /** Read PROXY protocol headers from these load balancers, on every server passed to `attach()` or `attachHttp2()`. Default: off. */
   proxyProtocol?: ProxyProtocolOptions
   /** Size limits in bytes, and per-client limits. */
   limits?: LimitOptions

@@ -21,6 +21,8 @@ import { parseProxyHeader, proxyHeaderVersion, V1_MAX_LENGTH, V2_MAX_LENGTH, typ
 import { sockgate as expressProxy } from '../adapters/express.js'
 import { sockgate as koaProxy, listen as koaListen } from '../adapters/koa.js'
 import sockgatePlugin from '../adapters/fastify.js'
+import http2 from 'node:http2'
+import { bodyOf, CA, extendedConnect, frames, KEY_CERT } from './helpers/http2.js'
 import { eventually, gatewayServer, httpUpstream, listen, rawExchange, recordEvents, watchForCrashes } from './helpers/servers.js'
 
 watchForCrashes()
@@ -445,6 +447,32 @@ test('proxy-protocol: on https the header comes before the TLS handshake, and th
   })
   assert.deepEqual(JSON.parse(body), { xff: '203.0.113.9', proto: 'https' })
   assert.equal(appSaw, '203.0.113.9:51000')
+})
+
+test('proxy-protocol: on an HTTP/2 server (attachHttp2) a request and a WebSocket stream both carry the PROXY source', async (t) => {
+  const upstream = http.createServer((req, res) => res.end(String(req.headers['x-forwarded-for'])))
+  const wss = new WebSocketServer({ server: upstream })
+  wss.on('connection', (ws, req) => ws.send(String(req.headers['x-forwarded-for'])))
+  t.after(() => { for (const c of wss.clients) c.terminate(); wss.close() })
+  const upstreamPort = await listen(t, upstream)
+  const gateway = createGateway({ target: `http://127.0.0.1:${upstreamPort}`, proxyProtocol: { trusted: ['127.0.0.1'] } })
+  t.after(() => gateway.close())
+  const server = http2.createSecureServer({ ...KEY_CERT, settings: { enableConnectProtocol: true } }, (req, res) => gateway.handleRequest(req, res))
+  gateway.attachHttp2(server)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as AddressInfo).port
+  const raw = await connectWith(port, v2Tcp6())
+  const session = http2.connect(`https://127.0.0.1:${port}`, { createConnection: () => tls.connect({ socket: raw, ca: CA, host: '127.0.0.1', ALPNProtocols: ['h2'] }) })
+  session.on('error', () => {})
+  t.after(() => new Promise<void>((resolve) => { session.destroy(); server.close(() => resolve()) }))
+  const request = session.request({ ':path': '/plain' })
+  request.on('error', () => {})
+  assert.equal(await bodyOf(request), '2001:db8::7')
+  const { stream, headers } = await extendedConnect(session, '/chat')
+  assert.equal(headers[':status'], 200)
+  const ws = frames(stream)
+  assert.ok(await eventually(() => ws.messages.length > 0), 'no greeting through the tunnel')
+  assert.equal(ws.messages[0], '2001:db8::7')
 })
 
 test('proxy-protocol: a log record for the first refused connection of a burst, an event for each', async (t) => {
