@@ -165,6 +165,7 @@ export function sockgate (options: GatewayOptions | Gateway, middlewareOptions: 
         s.mounts.clear()
         servers.delete(server)
       }
+      gateway.readProxyHeaders(server)
       state = { explicit, learnt, mounts: new ServerMounts(server, gateway), onClose }
       servers.set(server, state)
       server.once('close', onClose)

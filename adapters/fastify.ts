@@ -134,7 +134,8 @@ const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockga
   /** A request target as the gateway routes and forwards it. */
   const targetOf = (url: string): string => stripPrefix ? stripMountPath(scope.full, url) : url
 
-  // At registration, not on the first request: upgrades can arrive before any HTTP request does.
+  // At registration, not on the first request: upgrades (and PROXY headers) can arrive before any HTTP request does.
+  gateway.readProxyHeaders(app.server)
   gateway.answerConnect(app.server)
   const detachUpgrades = registerUpgradeHandler(app.server, scope.full, (req, socket, head) => {
     if (matchedPrefix(gateway, req.headers.host, pathOf(targetOf(req.url ?? '/'))) === undefined) return false

@@ -92,6 +92,7 @@ export function sockgate (options: GatewayOptions | Gateway): SockgateMiddleware
   function attach (server: Server, paths: string[]): void {
     let mounts = servers.get(server)
     if (mounts === undefined) {
+      gateway.readProxyHeaders(server)
       const m = new ServerMounts(server, gateway)
       mounts = m
       servers.set(server, m)

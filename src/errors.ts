@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'SOCKGATE_ERR_CONNECT_PROTOCOL'
   | 'SOCKGATE_ERR_RATE_LIMITED'
   | 'SOCKGATE_ERR_ORIGIN'
+  | 'SOCKGATE_ERR_PROXY_PROTOCOL'
 
 /** Base class of every sockgate error. */
 export class SockgateError extends Error {
@@ -285,6 +286,39 @@ export class DiscoveryError extends SockgateError {
 }
 
 /**
+ * A connection broke the `proxyProtocol` contract: a trusted peer sent no
+ * valid PROXY header in time, or another peer sent one. The connection was
+ * closed before a byte of it reached HTTP (400, for the logs only). Also a
+ * request on a connection that never passed the check (500): the server was
+ * attached too late.
+ */
+export class ProxyProtocolError extends SockgateError {
+  constructor (message: string, statusCode = 400) {
+    super('SOCKGATE_ERR_PROXY_PROTOCOL', statusCode, message)
+    this.name = 'ProxyProtocolError'
+  }
+
+  /** A peer in `proxyProtocol.trusted` whose connection did not start with a valid header. */
+  static fromTrusted (peer: string, problem: string): ProxyProtocolError {
+    return new ProxyProtocolError(`Connection from ${peer}, a proxyProtocol.trusted peer, ${problem}; it was closed. ` +
+      'Turn on PROXY protocol (v1 or v2) for this target on the load balancer, or take the address out of proxyProtocol.trusted.')
+  }
+
+  /** A peer outside `proxyProtocol.trusted` that sent a header: it may not say who the client is. */
+  static fromUntrusted (peer: string): ProxyProtocolError {
+    return new ProxyProtocolError(`Connection from ${peer}, which is not in proxyProtocol.trusted, started with a PROXY protocol header; ` +
+      'it was closed. If this peer is your load balancer, add its address or subnet to proxyProtocol.trusted.')
+  }
+
+  /** A request on a connection the server took before the gateway was attached to it. */
+  static notChecked (): ProxyProtocolError {
+    return new ProxyProtocolError('proxyProtocol is set, but this connection was never checked for a PROXY header: the server took it ' +
+      'before the gateway was attached. Attach before the server listens: gateway.attach(server), proxy.attach(server) or ' +
+      "listen(app, port) from 'sockgate/express' or 'sockgate/koa'.", 500)
+  }
+}
+
+/**
  * `gateway.attachHttp2()` was given a server that does not offer WebSockets
  * over HTTP/2: browsers only use them when the server sends
  * SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3), which sockgate never turns
@@ -356,4 +390,5 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_CONNECT_PROTOCOL',
   'SOCKGATE_ERR_RATE_LIMITED',
   'SOCKGATE_ERR_ORIGIN',
+  'SOCKGATE_ERR_PROXY_PROTOCOL',
 ] satisfies ErrorCode[])

@@ -3,7 +3,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Http2SecureServer, Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
-import { ClientAbortedError, HookError, type SockgateError } from './errors.js'
+import { ClientAbortedError, HookError, ProxyProtocolError, type SockgateError } from './errors.js'
 import type { RewriteContext } from './headers.js'
 import { ClientLimits, ClientState } from './limits.js'
 import { GatewayLog, type UpstreamStateEvent } from './log.js'
@@ -16,6 +16,7 @@ import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 import { resolveClientAddress, unmapAddress } from './trust.js'
 import { endSpread, type Tunnel } from './tunnel.js'
 import { refuseConnect, registerUpgradeHandler } from './dispatch.js'
+import { proxyHeaderChecked, readProxyHeaders } from './proxy-connections.js'
 import { HealthChecker } from './health.js'
 import { renderPrometheus } from './metrics.js'
 import { compileStatusMatcher, isStatusPath, type StatusMatcher, type StatusProvider } from './status.js'
@@ -37,6 +38,9 @@ export interface GatewayEvents {
   'upstream:removed': [UpstreamStateEvent]
   'discover:error': [DiscoverErrorEvent]
 }
+
+/** At most one log record per this many ms for refused PROXY headers: a scanner or a misconfigured balancer can send thousands. */
+const CONNECTION_LOG_INTERVAL = 10_000
 
 /** Hands a failure to the caller instead of answering it (Express's `next(err)`). */
 export type FailureHandler = (err: SockgateError) => void
@@ -86,6 +90,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** @internal The `limits.perClient` table, or null when it is not set. */
   readonly clientLimits: ClientLimits | null
   private closing: Promise<void> | undefined
+  /** When the next refused connection may be logged (see {@link CONNECTION_LOG_INTERVAL}). */
+  private connectionLogAt = 0
   /** @internal What the status page reads when it answers for a whole sockgate/cluster box; null: this gateway. */
   statusProvider: StatusProvider | null = null
 
@@ -228,7 +234,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     next?: (err?: unknown) => void, onFailure?: FailureHandler): void {
     if (req.httpVersionMajor === 2) adoptHttp2Request(req as IncomingMessage, res as Http2ServerResponse)
     // From here the compat objects are read through the parts of IncomingMessage and ServerResponse they share.
-    proxyRequest(this, req as IncomingMessage, res as ServerResponse, next, onFailure)
+    if (this.options.proxyProtocol !== null && !proxyHeaderChecked(req.socket)) this.refuseUnchecked(req as IncomingMessage, res as ServerResponse, 'http', onFailure)
+    else proxyRequest(this, req as IncomingMessage, res as ServerResponse, next, onFailure)
   }
 
   /**
@@ -238,7 +245,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * whole path is in proxy-upgrade.ts.
    */
   handleUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    if (this.options.proxyProtocol !== null && !proxyHeaderChecked(req.socket)) return this.refuseUnchecked(req, socket, 'upgrade')
     return proxyUpgrade(this, req, socket, head)
+  }
+
+  /**
+   * A request on a connection that never passed the PROXY header check (the
+   * server was attached after it took it): its address may be the
+   * balancer's, so it is refused, loudly, and the connection closes.
+   */
+  private refuseUnchecked (req: IncomingMessage, target: ServerResponse | Duplex, kind: 'http' | 'upgrade', onFailure?: FailureHandler): true {
+    const error = ProxyProtocolError.notChecked()
+    this.report(error, kind, req, undefined)
+    if (isResponse(target)) target.shouldKeepAlive = false
+    this.answerFailure(req, target, error, onFailure)
+    return true
   }
 
   /**
@@ -342,6 +363,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     // An HTTP/2 server with `allowHTTP1` emits its HTTP/1.1 clients' upgrades (and CONNECTs) as node:http does.
     const server = target as Server
     if (this.detachers.has(server)) return this
+    this.readProxyHeaders(server)
     this.detachers.set(server, registerUpgradeHandler(server, '/', this.handleUpgrade))
     // The server's dispatcher goes when it closes, and with it this handler: a server listening anew is attached anew.
     server.once('close', () => this.detachers.delete(server))
@@ -361,6 +383,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    */
   attachHttp2 (server: AnyHttp2Server): this {
     if (this.http2Detachers.has(server)) return this
+    this.readProxyHeaders(server)
     this.http2Detachers.set(server, takeWebSocketStreams(this, server))
     server.once('close', () => {
       this.http2Detachers.get(server)?.()
@@ -378,6 +401,32 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    */
   answerConnect (server: Server): void {
     refuseConnect(server, (error, req) => this.report(error, 'http', req, undefined))
+  }
+
+  /**
+   * With `proxyProtocol` set, make `server` read a PROXY header at the start
+   * of every connection it takes from now on (src/proxy-connections.ts);
+   * nothing otherwise. Every attach point calls it before it registers
+   * upgrades, and before the server listens: a connection taken earlier was
+   * never checked, and its requests are refused. Once per server, whatever
+   * the number of gateways; throws `SOCKGATE_ERR_INVALID_OPTION` when
+   * another gateway on the server reads headers with other settings.
+   */
+  readProxyHeaders (server: Server | AnyHttp2Server): void {
+    const settings = this.options.proxyProtocol
+    if (settings === null) return
+    readProxyHeaders(server, settings, (error, peer) => this.reportConnection(error, peer))
+  }
+
+  /** Tell `proxy:error` listeners about every refused connection, and the log about one per {@link CONNECTION_LOG_INTERVAL}. */
+  private reportConnection (error: SockgateError, address: string): void {
+    const event: ProxyErrorEvent = { error, kind: 'connection', method: '', path: '', clientAddress: unmapAddress(address) }
+    const now = Date.now()
+    if (this.log !== null && now >= this.connectionLogAt) {
+      this.connectionLogAt = now + CONNECTION_LOG_INTERVAL
+      this.log.proxyError(event)
+    }
+    this.emit('proxy:error', event)
   }
 
   /** A plain-data snapshot of every pool and server and the open tunnels. */

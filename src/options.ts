@@ -22,6 +22,8 @@ export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_00
  */
 export const MIN_MAX_LIFETIME = 1_000
 export const DEFAULT_BODY_LIMIT = 1_048_576
+/** Balancers write the PROXY header right after the TCP handshake: a peer silent this long is not one. */
+export const DEFAULT_PROXY_PROTOCOL_TIMEOUT = 5_000
 /** Clients `limits.perClient` tracks at most: a few MB of small entries, as an nginx zone of about 10m holds. */
 export const DEFAULT_MAX_CLIENTS = 65_536
 export const DEFAULT_UPGRADES = Object.freeze(['websocket'])
@@ -128,6 +130,7 @@ export interface NormalizedOptions {
   readonly headers: NormalizedHeaderOptions
   readonly trust: TrustPredicate
   readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number, maxLifetime: number }>
+  readonly proxyProtocol: NormalizedProxyProtocol | null
   readonly limits: Readonly<{ body: number, perClient: NormalizedPerClient | null }>
   /** Whether an upgrade's Origin may go on, or null when `origins` is not set. */
   readonly originAllowed: OriginCheck | null
@@ -138,6 +141,15 @@ export interface NormalizedOptions {
   readonly onError: NonNullable<GatewayOptions['onError']> | null
   readonly onResponse: NonNullable<GatewayOptions['onResponse']> | null
   readonly logger: Logger | null
+}
+
+/** `proxyProtocol` after validation. */
+export interface NormalizedProxyProtocol {
+  /** The peers that must send a header, compiled. */
+  readonly trusted: TrustPredicate
+  /** The list as given, trimmed: two gateways on one server must agree on it. */
+  readonly trustedList: readonly string[]
+  readonly timeout: number
 }
 
 /** Options renamed since they were first published, with where they live now. */
@@ -153,7 +165,7 @@ const RENAMED: Record<string, string> = {
 const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls', 'slowStart',
   'discover'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
-const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
+const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'proxyProtocol', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS, 'origins', 'requireOrigin'])
 
 function fail (path: string, rule: string): never {
@@ -469,6 +481,22 @@ function normalizeTrust (value: unknown): TrustPredicate {
   return compileTrust((value ?? false) as boolean | number | string[], 'trustProxy')
 }
 
+function normalizeProxyProtocol (value: unknown): NormalizedProxyProtocol | null {
+  if (value === undefined) return null
+  if (!isObject(value)) fail('proxyProtocol', "must be { trusted: ['10.0.0.0/8', ...], timeout? }")
+  checkKeys(value, 'proxyProtocol', ['trusted', 'timeout'])
+  const trusted = value.trusted
+  if (!Array.isArray(trusted) || trusted.length === 0) {
+    fail('proxyProtocol.trusted', "must list the load balancers' addresses or CIDRs, e.g. ['10.0.0.0/8']")
+  }
+  return {
+    // The entries are those of trustProxy, checked and named (proxyProtocol.trusted[1]) the same way.
+    trusted: compileTrust(trusted as string[], 'proxyProtocol.trusted'),
+    trustedList: (trusted as string[]).map((entry) => entry.trim()),
+    timeout: integer(value.timeout, 'proxyProtocol.timeout', DEFAULT_PROXY_PROTOCOL_TIMEOUT, 1, ' (ms)'),
+  }
+}
+
 function normalizePerClient (value: unknown): NormalizedPerClient | null {
   if (value === undefined) return null
   const path = 'limits.perClient'
@@ -586,6 +614,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     headers: normalizeHeaderOptions(options.headers as GatewayOptions['headers']),
     trust: normalizeTrust(options.trustProxy),
     timeouts,
+    proxyProtocol: normalizeProxyProtocol(options.proxyProtocol),
     limits,
     upgrades: new Set(upgrades.map((u) => u.toLowerCase())),
     status: normalizeStatus(options.status),

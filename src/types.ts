@@ -215,6 +215,17 @@ export interface LimitOptions {
   perClient?: PerClientLimitOptions
 }
 
+/** PROXY protocol from TCP load balancers (AWS NLB, HAProxy `send-proxy`). */
+export interface ProxyProtocolOptions {
+  /**
+   * Peers (addresses, CIDRs, or `loopback`, `linklocal`, `uniquelocal`) whose connections must start with a
+   * PROXY v1 or v2 header, whose source then is the client; a header from any other peer is refused.
+   */
+  trusted: string[]
+  /** Milliseconds a connection may take to send its header before it is closed. Default: `5000`. */
+  timeout?: number
+}
+
 /** The status page. */
 export interface StatusOptions {
   /** Path of the page. Default: `'/sockgate/status'`. */
@@ -260,6 +271,8 @@ export interface GatewayOptions extends TargetPoolOptions {
   trustProxy?: boolean | number | string[]
   /** Timeouts in milliseconds. */
   timeouts?: TimeoutOptions
+  /** Read PROXY protocol headers from these load balancers, on every server passed to `attach()` or `attachHttp2()`. Default: off. */
+  proxyProtocol?: ProxyProtocolOptions
   /** Size limits in bytes, and per-client limits. */
   limits?: LimitOptions
   /** Upgrade tokens that may be tunnelled. Default: `['websocket']`. */
@@ -357,7 +370,8 @@ export interface TunnelCloseEvent extends TunnelOpenEvent {
 /** Payload of `proxy:error`. */
 export interface ProxyErrorEvent {
   error: import('./errors.js').SockgateError
-  kind: 'http' | 'upgrade'
+  /** `'connection'`: before any request was read (a PROXY header); `method` and `path` are then empty. */
+  kind: 'http' | 'upgrade' | 'connection'
   pool?: string
   /** The server's URL. */
   server?: string

@@ -33,6 +33,7 @@ const ALL_CODES: Record<ErrorCode, true> = {
   SOCKGATE_ERR_CONNECT_PROTOCOL: true,
   SOCKGATE_ERR_RATE_LIMITED: true,
   SOCKGATE_ERR_ORIGIN: true,
+  SOCKGATE_ERR_PROXY_PROTOCOL: true,
 }
 
 const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5001'), { code: 'ECONNREFUSED' })
@@ -62,6 +63,7 @@ const SAMPLES: Record<string, () => SockgateError> = {
   ConnectProtocolError: () => new sockgate.ConnectProtocolError(),
   RateLimitedError: () => new sockgate.RateLimitedError('203.0.113.7', 'requestsPerSecond', '10 per second, burst 10', 1),
   OriginRefusedError: () => new sockgate.OriginRefusedError('https://evil.example'),
+  ProxyProtocolError: () => sockgate.ProxyProtocolError.fromUntrusted('203.0.113.9'),
 }
 
 /** Names of the classes the package exports that extend SockgateError. */

@@ -514,3 +514,30 @@ test('options: discover goes beside target, or alone for the default pool', () =
   assert.equal(alone.upstreams[0]!.balance, 'least-conn')
   assert.equal(alone.routes[0]!.upstream, DEFAULT_POOL)
 })
+
+// PROXY protocol
+
+test('options: proxyProtocol is off by default; trusted is compiled like trustProxy and timeout defaults to 5 s', () => {
+  assert.equal(normalizeOptions({ target: A }).proxyProtocol, null)
+  const proxyProtocol = normalizeOptions({ target: A, proxyProtocol: { trusted: ['10.0.0.0/8', ' loopback '] } }).proxyProtocol
+  assert.equal(proxyProtocol?.timeout, 5_000)
+  assert.deepEqual(proxyProtocol?.trustedList, ['10.0.0.0/8', 'loopback'])
+  assert.equal(proxyProtocol?.trusted('10.1.2.3', 0), true)
+  assert.equal(proxyProtocol?.trusted('::ffff:127.0.0.1', 0), true)
+  assert.equal(proxyProtocol?.trusted('203.0.113.9', 0), false)
+})
+
+test('options: a proxyProtocol mistake names its path', () => {
+  const cases: Array<[unknown, RegExp]> = [
+    [true, /^proxyProtocol must be \{ trusted/],
+    [{}, /^proxyProtocol\.trusted must list the load balancers/],
+    [{ trusted: [] }, /^proxyProtocol\.trusted must list/],
+    [{ trusted: '10.0.0.0/8' }, /^proxyProtocol\.trusted must list/],
+    [{ trusted: ['10.0.0.0/8', 'balancer'] }, /^proxyProtocol\.trusted\[1\] must be an IP address, a CIDR/],
+    [{ trusted: ['10.0.0.0/8'], timeout: 0 }, /^proxyProtocol\.timeout must be an integer >= 1 \(ms\)/],
+    [{ trusted: ['10.0.0.0/8'], versions: [1] }, /^proxyProtocol\.versions is not an option/],
+  ]
+  for (const [proxyProtocol, message] of cases) {
+    assert.throws(() => createGateway({ target: A, proxyProtocol } as GatewayOptions), (err: unknown) => err instanceof InvalidOptionError && message.test(err.message))
+  }
+})
