@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type { GatewayOptions } from '../src/index.js'
 import { createApp, FRAMEWORKS, type Framework } from './apps.js'
-import { DRAIN_TIMEOUT_MS, nodeControls } from './controls.js'
+import { DRAIN_TIMEOUT_MS, localActions, nodeControls } from './controls.js'
 import { createLogger, LOG_FORMATS, type LogFormat } from './log.js'
 import { startNodes } from './nodes.js'
 
@@ -88,7 +88,7 @@ async function main (): Promise<void> {
     gateway: gatewayOptions,
     publicDir: fileURLToPath(new URL('./public/', import.meta.url)),
     config: { framework: settings.framework, transport: settings.transport, statusPath: STATUS_PATH, drainTimeoutMs: DRAIN_TIMEOUT_MS },
-    controls: (gateway) => nodeControls(nodes, gateway, POOL, logger),
+    controls: (gateway) => nodeControls(localActions(nodes, gateway.pool(POOL), logger), gateway, POOL, logger),
   })
   const url = await app.listen(settings.port, settings.host)
 
