@@ -227,7 +227,7 @@ async function pickCosts (): Promise<Map<string, number>> {
       const sid = randomBytes(15).toString('base64url')
       const handshake = { url: '/socket.io/?EIO=4&transport=polling', headers: {} } as http.IncomingMessage
       const s = pool.pick({ req: handshake, clientAddress: `127.0.9.${i % 8 + 1}`, now: Date.now() })!
-      pool.sticky?.learnFromResponse(handshake.url!, s, 200, Buffer.from(`0{"sid":"${sid}","upgrades":[]}`))
+      pool.sticky?.learnFromResponse(handshake, s, 200, Buffer.from(`0{"sid":"${sid}","upgrades":[]}`))
       const cookie = pool.sticky?.setCookieFor(s, handshake, false)?.split(';')[0]
       return {
         req: { url: `/socket.io/?EIO=4&transport=polling&sid=${sid}`, headers: { 'x-client': `c${i}`, ...(cookie === undefined ? {} : { cookie }) } } as unknown as http.IncomingMessage,

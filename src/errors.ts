@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'SOCKGATE_ERR_FORBIDDEN'
   | 'SOCKGATE_ERR_BODY_CONSUMED'
   | 'SOCKGATE_ERR_STICKY_MISS'
+  | 'SOCKGATE_ERR_STICKY_STORE'
   | 'SOCKGATE_ERR_HOOK'
 
 /** Base class of every sockgate error. */
@@ -235,6 +236,24 @@ export class StickyMissError extends SockgateError {
   }
 }
 
+/**
+ * The shared session store (`sticky.engineIo.store`, Redis) stopped working:
+ * reported once, until it works again. Requests are not refused: those
+ * whose session neither its sid's name nor this gateway places go on
+ * balanced, so 503 is only what the store itself is.
+ */
+export class StickyStoreError extends SockgateError {
+  /** `why`: what it did (`is not connected`, `did not answer within 150 ms`, `failed`). */
+  constructor (pool: string, client: string, why: string, cause?: unknown) {
+    const detail = cause === undefined ? '' : ` (${cause instanceof Error ? cause.message : String(cause)})`
+    super('SOCKGATE_ERR_STICKY_STORE', 503,
+      `The sticky session store of pool "${pool}" (${client}) ${why}${detail}; until it answers, requests for sessions this ` +
+      'gateway has not seen are balanced without a pin and their clients reconnect. Check that Redis runs and is reachable from the gateway.',
+      { cause })
+    this.name = 'StickyStoreError'
+  }
+}
+
 /** A hook of the options (`authorize`, `onError`, `onResponse`) threw, rejected or answered with something unusable. */
 export class HookError extends SockgateError {
   constructor (hook: 'authorize' | 'onError' | 'onResponse', cause: unknown) {
@@ -263,5 +282,6 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_FORBIDDEN',
   'SOCKGATE_ERR_BODY_CONSUMED',
   'SOCKGATE_ERR_STICKY_MISS',
+  'SOCKGATE_ERR_STICKY_STORE',
   'SOCKGATE_ERR_HOOK',
 ] satisfies ErrorCode[])

@@ -82,7 +82,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.emit(up ? 'upstream:up' : 'upstream:down', event)
     }
     for (const spec of options.upstreams) {
-      this.pools.set(spec.name, new Pool(spec, (server, up, reason) => announce(spec.name, server, up, reason), options.timeouts))
+      this.pools.set(spec.name, new Pool(spec, (server, up, reason) => announce(spec.name, server, up, reason), options.timeouts,
+        // The request that noticed the store failing carries the report; it goes on balanced.
+        (error, req) => this.report(error, req.headers.upgrade === undefined ? 'http' : 'upgrade', req, undefined, spec.name)))
     }
     this.health = new HealthChecker(this.pools.values(), (pool, server, up, reason) => announce(pool.name, server, up, reason))
     // Bound once, so `attach()` hands the same function to every server.

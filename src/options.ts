@@ -4,6 +4,8 @@ import { isPlainObject, normalizeHeaderOptions, type NormalizedHeaderOptions } f
 import { isToken } from './http-syntax.js'
 import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
+import { redisSessionStore, type SessionStore } from './balance/session-store.js'
+import { isServerName } from './engine-io-id.js'
 import type { ServerSpec } from './upstream/server.js'
 import type {
   BalanceOption, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
@@ -36,6 +38,8 @@ export interface NormalizedHealth {
 /** A pool's `sticky` option after validation. */
 export interface NormalizedSticky {
   readonly engineIo: boolean
+  /** The Redis client of `engineIo: { store }`, behind its adapter; null without one. */
+  readonly store: SessionStore | null
   readonly cookie: Readonly<{ name: string, secret: string, maxAge: number | null }> | null
 }
 
@@ -108,7 +112,6 @@ const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'fa
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
   ...HOOKS, 'logger', ...POOL_KEYS])
-const SERVER_NAME = /^[A-Za-z0-9._-]{1,64}$/
 
 function fail (path: string, rule: string): never {
   throw new InvalidOptionError(path, rule)
@@ -156,7 +159,7 @@ export function normalizeServer (value: ServerOption, path: string): ServerSpec 
   if (typeof value === 'string') return { url: normalizeUrl(value, path), name: null, weight: 1, backup: false, down: false, maxConns: 0 }
   if (!isObject(value)) fail(path, 'must be a URL string or { url, name?, weight?, backup?, down?, maxConns? }')
   checkKeys(value, path, ['url', 'name', 'weight', 'backup', 'down', 'maxConns'])
-  if (value.name !== undefined && (typeof value.name !== 'string' || !SERVER_NAME.test(value.name))) {
+  if (value.name !== undefined && !isServerName(value.name)) {
     fail(`${path}.name`, 'must be 1 to 64 letters, digits, ".", "_" or "-" (it is shown in logs and metrics labels)')
   }
   for (const flag of ['backup', 'down'] as const) {
@@ -237,9 +240,9 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
 
   // Socket.IO long-polling breaks on a pool of several servers unless each session stays on its server.
   const engineIoDefault = servers.length >= 2
-  let sticky: NormalizedSticky = { engineIo: engineIoDefault, cookie: null }
+  let sticky: NormalizedSticky = { engineIo: engineIoDefault, store: null, cookie: null }
   if (value.sticky !== undefined) {
-    if (!isObject(value.sticky)) fail(`${at}sticky`, "must be { engineIo?: true, cookie?: 'name' | { name, secret?, maxAge? } }")
+    if (!isObject(value.sticky)) fail(`${at}sticky`, "must be { engineIo?: true | { store }, cookie?: 'name' | { name, secret?, maxAge? } }")
     checkKeys(value.sticky, `${at}sticky`, ['engineIo', 'cookie'])
     const cookie = value.sticky.cookie
     let cookieSpec: NormalizedSticky['cookie'] = null
@@ -257,8 +260,19 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
         maxAge: spec.maxAge === undefined ? null : integer(spec.maxAge, `${at}sticky.cookie.maxAge`, 0, 1, ' (s)'),
       }
     }
-    if (value.sticky.engineIo !== undefined && typeof value.sticky.engineIo !== 'boolean') fail(`${at}sticky.engineIo`, 'must be a boolean')
-    sticky = { engineIo: value.sticky.engineIo ?? engineIoDefault, cookie: cookieSpec }
+    const engineIo = value.sticky.engineIo
+    let store: SessionStore | null = null
+    if (isObject(engineIo)) {
+      checkKeys(engineIo, `${at}sticky.engineIo`, ['store'])
+      if (engineIo.store !== undefined) {
+        store = redisSessionStore(engineIo.store) ??
+          fail(`${at}sticky.engineIo.store`, 'must be an ioredis or node-redis (v4/v5) client: an object with get, set, del and ' +
+            'pexpire and a status (ioredis), or get, set, del and pExpire and isReady (node-redis)')
+      }
+    } else if (engineIo !== undefined && typeof engineIo !== 'boolean') {
+      fail(`${at}sticky.engineIo`, 'must be a boolean or { store }')
+    }
+    sticky = { engineIo: engineIo === undefined ? engineIoDefault : engineIo !== false, store, cookie: cookieSpec }
   }
   if (value.tls !== undefined && !isObject(value.tls)) fail(`${at}tls`, 'must be { ca?, rejectUnauthorized?, servername? }')
   if (value.tls !== undefined) {

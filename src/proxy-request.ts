@@ -122,6 +122,9 @@ class HttpExchange {
       const raw = parsed && body !== null ? withBodyLength(edited, (body as Buffer).length) : edited
       const replayable = body === null || Buffer.isBuffer(body)
       const path = gateway.targetPath(route, req.url ?? '/')
+      // A sid neither its name nor this gateway places is looked up in the shared store first (bounded wait).
+      const fromStore = pool.sticky?.shared == null ? undefined : pool.sticky.fromStore(req)
+      if (fromStore !== undefined) await fromStore
       const ctx = { req, clientAddress: peer.clientAddress, now: Date.now() }
       await withFailover(pool, ctx, () => replayable && !res.headersSent && !res.destroyed, async (server) => {
         this.server = server
@@ -179,7 +182,7 @@ class HttpExchange {
     let learn: ((status: number, chunk: Buffer) => void) | undefined
     if (sticky?.sessions != null) {
       learn = (status, chunk) => {
-        const miss = sticky.learnFromResponse(req.url ?? '/', server, status, chunk)
+        const miss = sticky.learnFromResponse(req, server, status, chunk)
         if (miss !== undefined) this.report(new StickyMissError(server.url, miss.sid, miss.owner?.url))
       }
     }

@@ -140,6 +140,9 @@ class UpgradeExchange {
         gateway.answerFailure(req, socket, err)
       })
       if (check !== true && !await check) return
+      // A sid neither its name nor this gateway places is looked up in the shared store first (bounded wait).
+      const fromStore = pool.sticky?.shared == null ? undefined : pool.sticky.fromStore(req)
+      if (fromStore !== undefined) await fromStore
       if (cancel.cancelled) throw new ClientAbortedError()
       const ctx = { req, clientAddress: peer.clientAddress, now: Date.now() }
       const path = gateway.targetPath(route, req.url ?? '/')
@@ -202,9 +205,8 @@ class UpgradeExchange {
 
   private relayRefusal (server: UpstreamServer, result: Extract<HandshakeResult, { kind: 'refused' }>): void {
     server.countUpgrade('refused')
-    const url = this.req.url ?? '/'
     this.report(relayRefusal(this.socket, result.response, result.upstream, server, this.gateway.options.timeouts.request))
-    this.pool.sticky?.learnFromRefusal(url, result.response, (miss) => {
+    this.pool.sticky?.learnFromRefusal(this.req, result.response, (miss) => {
       this.report(new StickyMissError(server.url, miss.sid, miss.owner?.url))
     })
   }
@@ -226,7 +228,7 @@ class UpgradeExchange {
     gateway.emit('tunnel:open', info)
     // The session the tunnel carried is over when the client goes, whatever the upstream side still does.
     const sticky = this.pool.sticky
-    if (sticky?.sessions != null) this.socket.once('close', () => sticky.tunnelClosed(url, server))
+    if (sticky?.sessions != null) this.socket.once('close', () => sticky.tunnelClosed(req, server))
   }
 }
 

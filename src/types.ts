@@ -31,12 +31,22 @@ export type BalanceOption =
 /** Stickiness layered on top of the balancing method. */
 export interface StickyOptions {
   /**
-   * Learn engine.io session ids from polling handshakes and route `?sid=` to the same server.
+   * Route `?sid=` to the server that holds the session: by the server `name` a sid from `engineIoId()` carries,
+   * else as learnt from polling handshakes; `{ store }` shares what is learnt with every gateway through Redis.
    * Default: `true` for a pool of two or more servers (Socket.IO long-polling needs it), else `false`.
    */
-  engineIo?: boolean
+  engineIo?: boolean | EngineIoStickyOptions
   /** Name of a signed cookie that pins a client to a server, or the cookie settings. Default: none. */
   cookie?: string | { name: string, secret?: string, maxAge?: number }
+}
+
+/** Engine.io stickiness with the learnt sessions shared by every gateway. */
+export interface EngineIoStickyOptions {
+  /**
+   * An ioredis or node-redis (v4/v5) client, connected by you: learnt sessions are written to it (key
+   * `sockgate:sid:<pool>:<sid>`, expiring after 2 minutes unused) and read from it on a local miss. Default: none.
+   */
+  store?: object
 }
 
 /** Active health checks of a pool. */

@@ -27,6 +27,7 @@ const ALL_CODES: Record<ErrorCode, true> = {
   SOCKGATE_ERR_FORBIDDEN: true,
   SOCKGATE_ERR_BODY_CONSUMED: true,
   SOCKGATE_ERR_STICKY_MISS: true,
+  SOCKGATE_ERR_STICKY_STORE: true,
   SOCKGATE_ERR_HOOK: true,
 }
 
@@ -51,6 +52,7 @@ const SAMPLES: Record<string, () => SockgateError> = {
   ForbiddenError: () => new sockgate.ForbiddenError('the status page'),
   BodyConsumedError: () => new sockgate.BodyConsumedError('multipart/form-data'),
   StickyMissError: () => new sockgate.StickyMissError('http://127.0.0.1:5001', 'AbC123', 'http://127.0.0.1:5001'),
+  StickyStoreError: () => new sockgate.StickyStoreError('socket_nodes', 'ioredis', 'did not answer within 150 ms'),
   HookError: () => new sockgate.HookError('authorize', new Error('token store down')),
 }
 

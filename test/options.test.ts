@@ -86,6 +86,8 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['a sticky cookie secret shorter than 16 characters', pool({ sticky: { cookie: { name: 'sg', secret: 'short' } } }), 'upstreams.socket_nodes.sticky.cookie.secret'],
   ['a sticky cookie maxAge of 0', pool({ sticky: { cookie: { name: 'sg', maxAge: 0 } } }), 'upstreams.socket_nodes.sticky.cookie.maxAge'],
   ['a sticky engineIo that is not a boolean', pool({ sticky: { engineIo: 'yes' } }), 'upstreams.socket_nodes.sticky.engineIo'],
+  ['an unknown sticky engineIo option', pool({ sticky: { engineIo: { redis: {} } } }), 'upstreams.socket_nodes.sticky.engineIo.redis'],
+  ['a sticky engineIo store that is no Redis client', pool({ sticky: { engineIo: { store: { get () {} } } } }), 'upstreams.socket_nodes.sticky.engineIo.store'],
   // Health
   ['health that is not an object', pool({ health: true }), 'upstreams.socket_nodes.health'],
   ['an unknown health option', pool({ health: { every: 3000 } }), 'upstreams.socket_nodes.health.every'],
@@ -212,7 +214,7 @@ test('options: a pool of two gets round-robin, engine.io stickiness, maxFails 1,
   assert.equal(upstream.failTimeout, 10_000)
   assert.equal(upstream.health, null)
   assert.equal(upstream.tls, null)
-  assert.deepEqual(upstream.sticky, { engineIo: true, cookie: null })
+  assert.deepEqual(upstream.sticky, { engineIo: true, store: null, cookie: null })
 })
 
 test('options: an expectBody RegExp with g or y matches every probe, not every other one', () => {
@@ -230,12 +232,22 @@ test('options: a pool caps each server at 1024 connections and replays no non-id
 })
 
 test('options: a pool of one server learns no engine.io sessions by default', () => {
-  assert.deepEqual(normalizeOptions({ target: A }).upstreams[0]?.sticky, { engineIo: false, cookie: null })
+  assert.deepEqual(normalizeOptions({ target: A }).upstreams[0]?.sticky, { engineIo: false, store: null, cookie: null })
 })
 
 test('options: sticky.engineIo false turns the default off; a cookie alone keeps it on', () => {
   assert.equal(normalizeOptions(pool({ sticky: { engineIo: false } })).upstreams[0]?.sticky.engineIo, false)
   assert.equal(normalizeOptions(pool({ sticky: { cookie: 'sg' } })).upstreams[0]?.sticky.engineIo, true)
+})
+
+test('options: sticky.engineIo { store } keeps engine.io stickiness on, with the client behind its adapter', async () => {
+  const { Redis } = await import('ioredis')
+  const client = new Redis({ lazyConnect: true })
+  const sticky = normalizeOptions(pool({ sticky: { engineIo: { store: client } } })).upstreams[0]!.sticky
+  assert.equal(sticky.engineIo, true)
+  assert.equal(sticky.store?.kind, 'ioredis')
+  assert.equal(Object.isFrozen(client), false, 'the caller\'s client is not frozen')
+  client.disconnect()
 })
 
 test('options: the target shorthand takes pool options beside it', () => {

@@ -173,6 +173,19 @@ test('SessionTable: a read counts as activity and keeps the entry alive', () => 
   }
 })
 
+test('SessionTable: due says yes once per interval for a live sid, and never for an unknown one', () => {
+  const c = clock()
+  const table = new SessionTable<string>({ idleMs: 1000, now: c.now })
+  table.set('abc', 'server-1')
+  assert.equal(table.due('abc', 250), false, 'just set')
+  c.advance(251)
+  assert.equal(table.due('abc', 250), true)
+  assert.equal(table.due('abc', 250), false, 'once per interval')
+  c.advance(251)
+  assert.equal(table.due('abc', 250), true)
+  assert.equal(table.due('nope', 250), false)
+})
+
 test('SessionTable: past max the least recently used entry is evicted', () => {
   const c = clock()
   const table = new SessionTable<number>({ max: 3, now: c.now })

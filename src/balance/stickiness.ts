@@ -1,6 +1,8 @@
 import type { IncomingMessage } from 'node:http'
 import { listTokens } from '../http-syntax.js'
-import { createCookieSticky, SessionTable, sidFromOpenPacket, sidFromQuery, type CookieSticky } from './sticky.js'
+import { serverNameOfSid } from '../engine-io-id.js'
+import { SharedSessions, type StoreDownListener } from './session-store.js'
+import { createCookieSticky, DEFAULT_SESSION_IDLE_MS, SessionTable, sidFromOpenPacket, sidFromQuery, type CookieSticky } from './sticky.js'
 import type { NormalizedUpstream } from '../options.js'
 import type { UpstreamServer } from '../upstream/server.js'
 
@@ -66,9 +68,32 @@ export interface SessionTableOptions {
   now?: () => number
 }
 
+/** Who the pool is, for the shared store's keys and its one report. */
+export interface StickyContext {
+  pool: string
+  onStoreDown: StoreDownListener
+}
+
+/** Servers by `name` for one member array (null when none has a name), rebuilt when membership changes. */
+interface NamedMembers {
+  servers: readonly UpstreamServer[]
+  byName: Map<string, UpstreamServer> | null
+}
+
+function namedMembers (servers: readonly UpstreamServer[]): NamedMembers {
+  let byName: Map<string, UpstreamServer> | null = null
+  for (const s of servers) {
+    if (s.name === null) continue
+    byName ??= new Map()
+    if (!byName.has(s.name)) byName.set(s.name, s)
+  }
+  return { servers, byName }
+}
+
 /**
  * The sticky sessions of one pool: the signed cookie (`sticky.cookie`) and
- * the engine.io session table (`sticky.engineIo`), behind the three questions
+ * engine.io sessions (`sticky.engineIo`: a sid's server name, then the
+ * session table, with the shared store behind it), behind the three questions
  * the data paths ask: which server is this request pinned to
  * ({@link lookup}), what did the answer teach us ({@link learnFromResponse}),
  * and does the client need a cookie ({@link setCookieFor}).
@@ -81,18 +106,28 @@ export interface SessionTableOptions {
 export class Stickiness {
   /** Engine.io session id → the server that created the session; null without `sticky.engineIo`. */
   readonly sessions: SessionTable<UpstreamServer> | null
+  /** The sessions every gateway shares (`sticky.engineIo.store`), behind {@link sessions}; null without a store. */
+  readonly shared: SharedSessions | null
   /** The signed cookie; null without `sticky.cookie`. */
   readonly cookie: CookieSticky | null
   readonly #servers: () => readonly UpstreamServer[]
+  /** How often a session still in use here pushes its expiry in the store out: a quarter of the idle time. */
+  readonly #refreshMs: number
+  #named: NamedMembers | undefined
 
   /**
    * @param spec The pool's normalised `sticky` option.
    * @param servers The pool's current members (a stable array between membership changes: the cookie table is cached per array).
    * @param table Bounds and clock of the session table.
+   * @param context The pool's name and where a store failure is reported.
    */
-  constructor (spec: NormalizedUpstream['sticky'], servers: () => readonly UpstreamServer[], table: SessionTableOptions = {}) {
+  constructor (spec: NormalizedUpstream['sticky'], servers: () => readonly UpstreamServer[], table: SessionTableOptions = {},
+    context: StickyContext = { pool: '', onStoreDown: () => {} }) {
     this.#servers = servers
     this.sessions = spec.engineIo ? new SessionTable<UpstreamServer>(table) : null
+    const idleMs = table.idleMs ?? DEFAULT_SESSION_IDLE_MS
+    this.#refreshMs = idleMs / 4
+    this.shared = spec.engineIo && spec.store !== null ? new SharedSessions(spec.store, context.pool, idleMs, context.onStoreDown) : null
     this.cookie = spec.cookie === null
       ? null
       : createCookieSticky({ name: spec.cookie.name, secret: spec.cookie.secret, ...(spec.cookie.maxAge === null ? {} : { maxAge: spec.cookie.maxAge }) })
@@ -104,18 +139,24 @@ export class Stickiness {
   }
 
   /**
-   * The member server `req` is pinned to: by its `?sid=` when the session
-   * table knows it (the more precise pin, and the only one a cookie-less
-   * client has), else by the cookie. Whether that server may take the
-   * request is the caller's decision.
+   * The member server `req` is pinned to: by its `?sid=` when the sid names
+   * a member (`engineIoId()`) or the session table knows it (the more
+   * precise pins, and the only ones a cookie-less client has), else by the
+   * cookie. Whether that server may take the request is the caller's
+   * decision.
    */
   lookup (req: IncomingMessage): UpstreamServer | undefined {
     const url = req.url
     if (this.sessions !== null && url !== undefined) {
       const sid = sidFromQuery(url)
       if (sid !== undefined) {
+        const named = this.namedMember(sid)
+        if (named !== undefined) return named
         const server = this.sessions.get(sid)
-        if (server !== undefined && this.#servers().includes(server)) return server
+        if (server !== undefined && this.#servers().includes(server)) {
+          if (this.shared !== null && this.sessions.due(sid, this.#refreshMs)) this.shared.refresh(sid, req)
+          return server
+        }
       }
     }
     if (this.cookie !== null) return this.cookie.serverFor(req.headers.cookie, this.#servers())
@@ -123,21 +164,56 @@ export class Stickiness {
   }
 
   /**
-   * Read the start of an HTTP answer from `server` to the request for `url`:
+   * The member whose name `sid` carries (`engineIoId()`), or undefined:
+   * a sid of another form, a name no member has, or a pool whose servers have
+   * no names (one array comparison, then nothing).
+   */
+  namedMember (sid: string): UpstreamServer | undefined {
+    const servers = this.#servers()
+    let named = this.#named
+    if (named === undefined || named.servers !== servers) named = this.#named = namedMembers(servers)
+    if (named.byName === null) return undefined
+    const name = serverNameOfSid(sid)
+    return name === undefined ? undefined : named.byName.get(name)
+  }
+
+  /**
+   * With a shared store, when `req`'s `?sid=` is placed neither by its name
+   * nor by the local table: the store's lookup, which records what it finds
+   * in the local table for the pick that follows. Resolves (never rejects)
+   * within `STORE_WAIT_MS` (150 ms). Otherwise undefined: no promise.
+   */
+  fromStore (req: IncomingMessage): Promise<void> | undefined {
+    const { shared, sessions } = this
+    if (shared === null || sessions === null || req.url === undefined) return undefined
+    const sid = sidFromQuery(req.url)
+    if (sid === undefined || this.namedMember(sid) !== undefined || sessions.get(sid) !== undefined) return undefined
+    return shared.lookup(sid, req)?.then((url) => {
+      const server = url === undefined ? undefined : this.#servers().find((s) => s.url === url)
+      if (server !== undefined) sessions.set(sid, server)
+    })
+  }
+
+  /**
+   * Read the start of an HTTP answer from `server` to `req`:
    * a polling handshake's open packet records the new session on `server`;
    * a 400 "Session ID unknown" for a `?sid=` request forgets that session
    * (it ended, or it lived on a server that is gone). Engine.io answers both
    * uncompressed (they are under its 1 KiB compression threshold), so the
    * first chunk is enough. Returns the miss for the second case.
    */
-  learnFromResponse (url: string, server: UpstreamServer, statusCode: number, firstChunk: Buffer): StickyMiss | undefined {
+  learnFromResponse (req: IncomingMessage, server: UpstreamServer, statusCode: number, firstChunk: Buffer): StickyMiss | undefined {
     if (this.sessions === null) return undefined
+    const url = req.url ?? '/'
     if (statusCode === 200) {
       if (!isPollingHandshake(url)) return undefined
       const sid = sidFromOpenPacket(firstChunk.toString('utf8', 0, Math.min(firstChunk.length, PEEK_BYTES)))
-      if (sid !== undefined) this.sessions.set(sid, server)
+      // A sid that names its own server routes by that name on every gateway: nothing to remember.
+      if (sid === undefined || this.namedMember(sid) === server) return undefined
+      this.sessions.set(sid, server)
+      this.shared?.remember(sid, server.url, req)
     } else if (statusCode === 400) {
-      return this.forgetIfUnknown(url, firstChunk)
+      return this.forgetIfUnknown(req, firstChunk)
     }
     return undefined
   }
@@ -148,32 +224,36 @@ export class Stickiness {
    * session and tell `onMiss`. Only reads alongside the relay, never
    * consumes the body itself.
    */
-  learnFromRefusal (url: string, response: IncomingMessage, onMiss: (miss: StickyMiss) => void): void {
-    if (this.sessions === null || response.statusCode !== 400 || sidFromQuery(url) === undefined) return
+  learnFromRefusal (req: IncomingMessage, response: IncomingMessage, onMiss: (miss: StickyMiss) => void): void {
+    if (this.sessions === null || response.statusCode !== 400 || sidFromQuery(req.url ?? '/') === undefined) return
     response.once('data', (chunk: Buffer) => {
-      const miss = this.forgetIfUnknown(url, chunk)
+      const miss = this.forgetIfUnknown(req, chunk)
       if (miss !== undefined) onMiss(miss)
     })
   }
 
-  private forgetIfUnknown (url: string, chunk: Buffer): StickyMiss | undefined {
-    const sid = sidFromQuery(url)
+  private forgetIfUnknown (req: IncomingMessage, chunk: Buffer): StickyMiss | undefined {
+    const sid = sidFromQuery(req.url ?? '/')
     if (sid === undefined || this.sessions === null) return undefined
     if (!chunk.toString('utf8', 0, Math.min(chunk.length, PEEK_BYTES)).includes(SESSION_UNKNOWN)) return undefined
-    const owner = this.sessions.get(sid)
+    const owner = this.sessions.get(sid) ?? this.namedMember(sid)
     this.sessions.delete(sid)
+    this.shared?.forget(sid, req)
     return { sid, owner }
   }
 
   /**
-   * The WebSocket tunnel of the upgrade for `url` closed: the engine.io
-   * session it carried is over, so its entry goes now rather than when it
-   * idles out. Only an entry still naming `server` is removed.
+   * The WebSocket tunnel of the upgrade `req` closed: the engine.io
+   * session it carried is over, so its entry goes now (here and in the
+   * store) rather than when it idles out. Only an entry still naming
+   * `server` is removed.
    */
-  tunnelClosed (url: string, server: UpstreamServer): void {
+  tunnelClosed (req: IncomingMessage, server: UpstreamServer): void {
     if (this.sessions === null) return
-    const sid = sidFromQuery(url)
-    if (sid !== undefined && this.sessions.get(sid) === server) this.sessions.delete(sid)
+    const sid = sidFromQuery(req.url ?? '/')
+    if (sid === undefined || this.sessions.get(sid) !== server) return
+    this.sessions.delete(sid)
+    this.shared?.forget(sid, req)
   }
 
   /** `server` left the pool: forget the sessions pinned to it. */

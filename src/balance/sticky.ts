@@ -112,10 +112,15 @@ export function defaultStickySecret (poolName: string, urls: readonly string[]):
 
 // ---------------------------------------------------------------- engine.io
 
+/** Milliseconds a session table keeps a session without a request (see {@link SessionTable}). */
+export const DEFAULT_SESSION_IDLE_MS = 120_000
+
 interface SessionEntry<T> {
   value: T
   /** Last time the entry was set or read. */
   at: number
+  /** Last time {@link SessionTable.due} said yes (or the entry was set). */
+  mark: number
 }
 
 /**
@@ -140,7 +145,7 @@ export class SessionTable<T> {
    *   (engine.io's default pingInterval + pingTimeout is 45 s, so a live session is touched well within it).
    * @param options.now Clock, for tests. Default: `Date.now`.
    */
-  constructor ({ max = 100_000, idleMs = 120_000, now = Date.now }: { max?: number, idleMs?: number, now?: () => number } = {}) {
+  constructor ({ max = 100_000, idleMs = DEFAULT_SESSION_IDLE_MS, now = Date.now }: { max?: number, idleMs?: number, now?: () => number } = {}) {
     this.#max = max
     this.#idleMs = idleMs
     this.#now = now
@@ -170,12 +175,27 @@ export class SessionTable<T> {
   set (sid: string, value: T): this {
     const now = this.#now()
     this.#map.delete(sid)
-    this.#map.set(sid, { value, at: now })
+    this.#map.set(sid, { value, at: now, mark: now })
     for (const [key, entry] of this.#map) {
       if (this.#map.size > this.#max || now - entry.at > this.#idleMs) this.#map.delete(key)
       else break
     }
     return this
+  }
+
+  /**
+   * True once per `ms` for a live `sid`: when more than `ms` have passed
+   * since it was set or last said yes. Does not count as activity. Lets the
+   * caller do something at most once per `ms` per session (push its expiry
+   * out in a shared store, say) without a timer.
+   */
+  due (sid: string, ms: number): boolean {
+    const entry = this.#map.get(sid)
+    if (entry === undefined) return false
+    const now = this.#now()
+    if (now - entry.mark <= ms) return false
+    entry.mark = now
+    return true
   }
 
   /** Forgets `sid`; true if it was there. */

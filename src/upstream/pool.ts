@@ -2,6 +2,7 @@ import { createRequire } from 'node:module'
 import type { Pool as ConnectionPool } from 'undici'
 import { createBalancer } from '../balance/index.js'
 import { Stickiness } from '../balance/stickiness.js'
+import type { StoreDownListener } from '../balance/session-store.js'
 import { DEFAULT_TIMEOUTS, normalizeServer, type NormalizedOptions, type NormalizedUpstream } from '../options.js'
 import { UpstreamServer } from './server.js'
 import type { Balancer, PickContext } from '../balance/types.js'
@@ -54,13 +55,15 @@ export class Pool {
   /** `servers`, cached for the tiers it was built from (the cookie table is cached per array). */
   private all: { primaries: readonly UpstreamServer[], backups: readonly UpstreamServer[], servers: readonly UpstreamServer[] } | undefined
 
-  constructor (spec: NormalizedUpstream, onState: StateListener, timeouts: NormalizedOptions['timeouts'] = DEFAULT_TIMEOUTS) {
+  /** `onStoreDown`: told once when the pool's shared session store (`sticky.engineIo.store`) stops working. */
+  constructor (spec: NormalizedUpstream, onState: StateListener, timeouts: NormalizedOptions['timeouts'] = DEFAULT_TIMEOUTS,
+    onStoreDown: StoreDownListener = () => {}) {
     this.name = spec.name
     this.spec = spec
     this.onState = onState
     this.timeouts = timeouts
     this.balancer = createBalancer(spec.balance)
-    this.sticky = Stickiness.enabled(spec.sticky) ? new Stickiness(spec.sticky, () => this.servers) : null
+    this.sticky = Stickiness.enabled(spec.sticky) ? new Stickiness(spec.sticky, () => this.servers, {}, { pool: spec.name, onStoreDown }) : null
     const servers = spec.servers.map((s) => new UpstreamServer(s))
     this.primaries = servers.filter((s) => !s.backup)
     this.backups = servers.filter((s) => s.backup)
