@@ -2,13 +2,15 @@
  * One chat node in a process of its own, for `npm start -- --redis`: the
  * same `ChatNode` as the one-process demo runs three of, joined to the
  * others by `@socket.io/redis-adapter`, so `io.emit()` here reaches the
- * clients of every node through Redis. demo/node-processes.ts forks it and
+ * clients of every node through Redis, and with session ids from
+ * `engineIoId(name)`. demo/node-processes.ts forks it and
  * drives it over IPC; it is not meant to be run by hand.
  *
  * Env: SOCKGATE_DEMO_NODE (its name), SOCKGATE_DEMO_REDIS (redis://...).
  */
 import { createAdapter } from '@socket.io/redis-adapter'
 import { Redis } from 'ioredis'
+import { engineIoId } from '../src/index.js'
 import { ChatNode } from './nodes.js'
 
 /** What the primary asks. */
@@ -19,7 +21,9 @@ export interface NodeReply { id: number, url: string, listening: boolean, error?
 const name = process.env.SOCKGATE_DEMO_NODE ?? 'node'
 const pub = new Redis(process.env.SOCKGATE_DEMO_REDIS ?? '')
 const sub = pub.duplicate()
-const node = new ChatNode(name, createAdapter(pub, sub))
+// Session ids that carry the node's name: each gateway worker routes a session's requests by its id
+// alone, whichever worker saw it open (a table learnt in one worker would be unknown to the other).
+const node = new ChatNode(name, createAdapter(pub, sub), engineIoId(name))
 
 const reply = (message: NodeReply): void => { process.send?.(message) }
 

@@ -90,15 +90,18 @@ export class ChatNode implements DemoNode {
   readonly name: string
   /** What joins this node's broadcasts to the other nodes'. */
   private readonly adapter: ServerOptions['adapter']
+  /** Makes the node's engine.io session ids, when not engine.io's own. */
+  private readonly generateId: (() => string) | undefined
   /** 0 until the first start picks a free port; every later start listens on the same one. */
   private port = 0
   private running: Running | null = null
   /** Start, stop and shutdown run one after the other, so two quick clicks cannot interleave. */
   private queue: Promise<void> = Promise.resolve()
 
-  constructor (name: string, adapter: ServerOptions['adapter']) {
+  constructor (name: string, adapter: ServerOptions['adapter'], generateId?: () => string) {
     this.name = name
     this.adapter = adapter
+    this.generateId = generateId
   }
 
   /** `http://127.0.0.1:<port>`, the same before and after a restart. */
@@ -159,6 +162,7 @@ export class ChatNode implements DemoNode {
     this.port = (server.address() as AddressInfo).port
     // serveClient (the default) makes every node answer /socket.io/socket.io.js; the page loads it through sockgate.
     const io = new Server(server, { adapter: this.adapter })
+    if (this.generateId !== undefined) io.engine.generateId = this.generateId
     const connections = new Set<EngineSocket>()
     io.engine.on('connection', (conn: EngineSocket) => {
       connections.add(conn)
