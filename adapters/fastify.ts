@@ -26,7 +26,7 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import {
-  afterEarlierAnswers, createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, registerUpgradeHandler, stripMountPath,
+  afterEarlierAnswers, ConnectProtocolError, createGateway, Gateway, InvalidOptionError, matchedPrefix, normalizeMountPath, registerUpgradeHandler, stripMountPath,
   type GatewayOptions,
 } from '../src/index.js'
 import {
@@ -141,6 +141,16 @@ const plugin: FastifyPluginAsync<SockgateFastifyOptions> = async function sockga
     routeUpgrade(app, req, socket, head, self)
     return true
   })
+
+  // Over HTTP/2 a WebSocket is a stream of the page's own connection (RFC 8441), which Fastify never routes: the
+  // gateway takes it, when the app's server offers it (`https.settings.enableConnectProtocol`). Not under a prefix.
+  if (app.initialConfig.http2 === true && scope.full === '/') {
+    try {
+      gateway.attachHttp2(app.server as unknown as Parameters<Gateway['attachHttp2']>[0])
+    } catch (err) {
+      if (!(err instanceof ConnectProtocolError)) throw err
+    }
+  }
 
   function handOff (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const raw = request.raw
@@ -266,7 +276,9 @@ function routeUpgrade (app: FastifyInstance, req: IncomingMessage, socket: Duple
 /** Whether the app keeps an HTTP request a registration without prefix could take: see {@link appPrefixLength}. */
 function appOwns (request: FastifyRequest, gateway: Gateway, mounts: readonly AssetsMount[]): boolean {
   const path = pathOf(request.raw.url ?? '/')
-  const prefix = matchedPrefix(gateway, request.raw.headers.host, path)
+  // An HTTP/2 request names its host in `:authority` (RFC 9113 §8.3.1).
+  const headers = request.raw.headers
+  const prefix = matchedPrefix(gateway, headers.host ?? (headers[':authority'] as string | undefined), path)
   return prefix === undefined || appPrefixLength(request, path, mounts) >= prefix.length
 }
 

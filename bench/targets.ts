@@ -9,10 +9,14 @@ import type { ProcStats } from './measure.js'
 import { isNodeProxyKind, NODE_PROXY_KINDS } from './proxies/kinds.js'
 import { startNginx } from './proxies/nginx.js'
 
+/** sockgate's core through sockgate/cluster, with 1 and 2 workers: `sockgate-cluster-<workers>`. */
+export const CLUSTER_TARGETS = ['sockgate-cluster-1', 'sockgate-cluster-2'] as const
+
 /** Every target, in the order they run within a round. */
-export const ALL_TARGETS = ['direct', 'nginx', ...NODE_PROXY_KINDS] as const
+export const ALL_TARGETS = ['direct', 'nginx', ...NODE_PROXY_KINDS, ...CLUSTER_TARGETS] as const
 
 const CHILD_ENTRY = fileURLToPath(new URL('./proxies/child.ts', import.meta.url))
+const CLUSTER_ENTRY = fileURLToPath(new URL('./proxies/cluster-child.ts', import.meta.url))
 
 export interface Target {
   name: string
@@ -41,8 +45,12 @@ export async function startTarget (name: string, upstreamPort: number): Promise<
         target: { name, port: nginx.port, stats: async () => nginx.stats(), stop: () => nginx.stop() },
       }
     }
-    if (isNodeProxyKind(name)) {
-      const started = await startNodeChild(CHILD_ENTRY, [name, `http://127.0.0.1:${upstreamPort}`])
+    const clusterWorkers = /^sockgate-cluster-(\d+)$/.exec(name)?.[1]
+    if (isNodeProxyKind(name) || clusterWorkers !== undefined) {
+      const upstream = `http://127.0.0.1:${upstreamPort}`
+      const started = clusterWorkers === undefined
+        ? await startNodeChild(CHILD_ENTRY, [name, upstream])
+        : await startNodeChild(CLUSTER_ENTRY, [clusterWorkers, upstream])
       if (!started.ok) return { ok: false, name, reason: started.reason }
       const { child, port } = started
       return {

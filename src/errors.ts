@@ -25,6 +25,9 @@ export type ErrorCode =
   | 'SOCKGATE_ERR_STICKY_MISS'
   | 'SOCKGATE_ERR_STICKY_STORE'
   | 'SOCKGATE_ERR_HOOK'
+  | 'SOCKGATE_ERR_CONNECT_PROTOCOL'
+  | 'SOCKGATE_ERR_RATE_LIMITED'
+  | 'SOCKGATE_ERR_ORIGIN'
 
 /** Base class of every sockgate error. */
 export class SockgateError extends Error {
@@ -263,6 +266,53 @@ export class HookError extends SockgateError {
   }
 }
 
+/**
+ * `gateway.attachHttp2()` was given a server that does not offer WebSockets
+ * over HTTP/2: browsers only use them when the server sends
+ * SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3), which sockgate never turns
+ * on by itself. Thrown, never emitted.
+ */
+export class ConnectProtocolError extends SockgateError {
+  constructor () {
+    super('SOCKGATE_ERR_CONNECT_PROTOCOL', 0,
+      'The server given to gateway.attachHttp2() does not offer WebSockets over HTTP/2: create it with ' +
+      'http2.createSecureServer({ ..., settings: { enableConnectProtocol: true } }) (browsers only use them when it is offered).')
+    this.name = 'ConnectProtocolError'
+  }
+}
+
+/** The `limits.perClient` setting that refused a request or upgrade. */
+export type ClientLimitName = 'connections' | 'requestsPerSecond' | 'upgradesPerMinute' | 'maxClients'
+
+/** A client went past one of `limits.perClient`: answered 429 with `Retry-After`, before any upstream was contacted. */
+export class RateLimitedError extends SockgateError {
+  /** The setting that refused it. */
+  readonly limit: ClientLimitName
+  /** Whole seconds after which a retry would pass, as sent in `Retry-After` (at least 1). */
+  readonly retryAfter: number
+
+  constructor (clientAddress: string, limit: ClientLimitName, rule: string, retryAfter: number) {
+    super('SOCKGATE_ERR_RATE_LIMITED', 429, limit === 'maxClients'
+      ? `Too many clients at once: the per-client table holds limits.perClient.maxClients (${rule}) clients with work in progress, ` +
+        `so ${clientAddress} was refused; retry after ${retryAfter} s. Raise maxClients if the gateway should serve more clients at once.`
+      : `Too many requests from ${clientAddress}: past limits.perClient.${limit} (${rule}); retry after ${retryAfter} s. ` +
+        'If this client is legitimate (many users behind one NAT, say), raise the limit.')
+    this.name = 'RateLimitedError'
+    this.limit = limit
+    this.retryAfter = retryAfter
+  }
+}
+
+/** An upgrade whose `Origin` is not in `origins`, or that has none while `requireOrigin` is set (RFC 6455 §10.2). */
+export class OriginRefusedError extends SockgateError {
+  constructor (origin: string | undefined) {
+    super('SOCKGATE_ERR_ORIGIN', 403, origin === undefined
+      ? 'Forbidden: the upgrade has no Origin header and requireOrigin is set; a client that is not a browser must send one, or turn requireOrigin off.'
+      : `Forbidden: Origin ${JSON.stringify(origin)} is not in origins; if pages of that site may open WebSockets here, add it to origins.`)
+    this.name = 'OriginRefusedError'
+  }
+}
+
 /** All codes, for documentation checks and for users who switch on them. */
 export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_INVALID_OPTION',
@@ -284,4 +334,7 @@ export const ERROR_CODES: readonly ErrorCode[] = Object.freeze([
   'SOCKGATE_ERR_STICKY_MISS',
   'SOCKGATE_ERR_STICKY_STORE',
   'SOCKGATE_ERR_HOOK',
+  'SOCKGATE_ERR_CONNECT_PROTOCOL',
+  'SOCKGATE_ERR_RATE_LIMITED',
+  'SOCKGATE_ERR_ORIGIN',
 ] satisfies ErrorCode[])

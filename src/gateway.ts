@@ -1,23 +1,26 @@
 import { EventEmitter } from 'node:events'
-import { ServerResponse, type IncomingMessage, type Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Http2SecureServer, Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { ClientAbortedError, HookError, type SockgateError } from './errors.js'
 import type { RewriteContext } from './headers.js'
+import { ClientLimits, ClientState } from './limits.js'
 import { GatewayLog, type UpstreamStateEvent } from './log.js'
 import { normalizeOptions, type NormalizedOptions, type NormalizedRoute } from './options.js'
 import { proxyRequest } from './proxy-request.js'
 import { proxyUpgrade } from './proxy-upgrade.js'
-import { sendError, verdictAnswer, writeSocketError, type Answer } from './respond.js'
+import { isResponse, sendError, verdictAnswer, writeSocketError, type Answer } from './respond.js'
+import { adoptHttp2Request, takeWebSocketStreams, type AnyHttp2Server } from './http2.js'
 import { compileRoutes, stripPathPrefix, type RouteTable } from './route.js'
 import { resolveClientAddress, unmapAddress } from './trust.js'
-import type { Tunnel } from './tunnel.js'
+import { endSpread, type Tunnel } from './tunnel.js'
 import { refuseConnect, registerUpgradeHandler } from './dispatch.js'
 import { HealthChecker } from './health.js'
 import { renderPrometheus } from './metrics.js'
-import { compileStatusMatcher, isStatusPath, type StatusMatcher } from './status.js'
+import { compileStatusMatcher, isStatusPath, type StatusMatcher, type StatusProvider } from './status.js'
 import { Pool } from './upstream/pool.js'
-import type { UpstreamServer } from './upstream/server.js'
+import { MAX_TIMER_MS, type UpstreamServer } from './upstream/server.js'
 import type {
   GatewayOptions, GatewayStatus, ProxyErrorEvent, TunnelCloseEvent, TunnelOpenEvent,
 } from './types.js'
@@ -47,6 +50,11 @@ export interface Peer {
 export interface CloseOptions {
   /** Milliseconds open tunnels may keep running before they are ended. Default: `0`. */
   drain?: number
+  /**
+   * Milliseconds over which the tunnels still open after `drain` are ended, one after another and evenly,
+   * so their clients do not all reconnect in the same second. Default: `0` (all at once).
+   */
+  spread?: number
 }
 
 /**
@@ -64,10 +72,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   /** @internal Every open tunnel, whatever its server: what `close()` ends. */
   readonly tunnels = new Set<Tunnel>()
   private readonly detachers = new Map<Server, () => void>()
+  /** The node:http2 servers whose WebSocket streams this gateway takes (`attachHttp2`). */
+  private readonly http2Detachers = new Map<AnyHttp2Server, () => void>()
   private readonly health: HealthChecker
   /** @internal */
   readonly log: GatewayLog | null
+  /** @internal The `limits.perClient` table, or null when it is not set. */
+  readonly clientLimits: ClientLimits | null
   private closing: Promise<void> | undefined
+  /** @internal What the status page reads when it answers for a whole sockgate/cluster box; null: this gateway. */
+  statusProvider: StatusProvider | null = null
 
   constructor (options: NormalizedOptions) {
     super()
@@ -75,6 +89,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.routes = compileRoutes(options.routes)
     this.statusMatcher = options.status === null ? null : compileStatusMatcher(options.status)
     this.log = options.logger === null ? null : new GatewayLog(options.logger)
+    this.clientLimits = options.limits.perClient === null ? null : new ClientLimits(options.limits.perClient)
     // Passive health, operators and active checks all report state changes the same way.
     const announce = (pool: string, server: UpstreamServer, up: boolean, reason: string): void => {
       const event = { pool, server: server.url, name: server.name, reason }
@@ -177,10 +192,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * streams the answer back. Calls `next()` (or answers 404 without one) when
    * no route matches. `onFailure`, when given, takes every failure that would
    * otherwise be answered with a 4xx/5xx (Express's `next(err)`). The whole
-   * path is in proxy-request.ts.
+   * path is in proxy-request.ts. node:http2's compat request and response
+   * (an HTTP/2 server's `'request'` event) are taken too.
    */
-  handleRequest (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void, onFailure?: FailureHandler): void {
-    proxyRequest(this, req, res, next, onFailure)
+  handleRequest (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse,
+    next?: (err?: unknown) => void, onFailure?: FailureHandler): void {
+    if (req.httpVersionMajor === 2) adoptHttp2Request(req as IncomingMessage, res as Http2ServerResponse)
+    // From here the compat objects are read through the parts of IncomingMessage and ServerResponse they share.
+    proxyRequest(this, req as IncomingMessage, res as ServerResponse, next, onFailure)
   }
 
   /**
@@ -200,7 +219,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * left is only cut loose; an answer already under way is cut. @internal
    */
   answerFailure (req: IncomingMessage, target: ServerResponse | Duplex, err: SockgateError, onFailure?: FailureHandler): void {
-    const http = target instanceof ServerResponse
+    const http = isResponse(target)
     if (err instanceof ClientAbortedError || (http && target.headersSent)) {
       target.destroy()
       return
@@ -246,6 +265,28 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.runAuthorize(authorize, req, route, kind, peer, answer, fail)
   }
 
+  /**
+   * Take one of `limits.perClient`'s slots for this request or upgrade,
+   * given back when `target` (the response, or the upgrade's socket) closes,
+   * however the work ends. True at once when there are no per-client
+   * limits. Otherwise false when the client is past a limit: it has been
+   * answered 429 with Retry-After, and the refusal reported, once per client
+   * in the quiet window so a flood does not flood the log. @internal
+   */
+  admitClient (req: IncomingMessage, target: ServerResponse | Duplex, kind: 'http' | 'upgrade', peer: Peer, route: NormalizedRoute,
+    onFailure?: FailureHandler): boolean {
+    const limits = this.clientLimits
+    if (limits === null) return true
+    const admitted = limits.admit(kind, peer.clientAddress, Date.now())
+    if (admitted instanceof ClientState) {
+      target.once('close', () => limits.release(admitted, Date.now()))
+      return true
+    }
+    if (admitted.report) this.report(admitted.error, kind, req, peer, route.upstream, undefined, route)
+    this.answerFailure(req, target, admitted.error, onFailure)
+    return false
+  }
+
   private async runAuthorize (authorize: NonNullable<NormalizedOptions['authorize']>, req: IncomingMessage, route: NormalizedRoute,
     kind: 'http' | 'upgrade', peer: Peer | undefined, answer: (a: Answer) => void, fail: (err: SockgateError) => void): Promise<boolean> {
     let verdict: Answer | null
@@ -268,12 +309,34 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    * `'upgrade'` listeners, or answered 404 when there are none. CONNECT is
    * answered too ({@link answerConnect}).
    */
-  attach (server: Server): this {
+  attach (target: Server | Http2SecureServer): this {
+    // An HTTP/2 server with `allowHTTP1` emits its HTTP/1.1 clients' upgrades (and CONNECTs) as node:http does.
+    const server = target as Server
     if (this.detachers.has(server)) return this
     this.detachers.set(server, registerUpgradeHandler(server, '/', this.handleUpgrade))
     // The server's dispatcher goes when it closes, and with it this handler: a server listening anew is attached anew.
     server.once('close', () => this.detachers.delete(server))
     this.answerConnect(server)
+    return this
+  }
+
+  /**
+   * Take WebSockets over HTTP/2 (RFC 8441) on `server`, a `node:http2`
+   * server created with `settings: { enableConnectProtocol: true }` (throws
+   * `SOCKGATE_ERR_CONNECT_PROTOCOL` otherwise: sockgate never offers them by
+   * itself): its extended CONNECT streams that a route matches are routed,
+   * checked and tunnelled like upgrades, over HTTP/1.1 to the upstream.
+   * Idempotent; lets go of the server when it closes. Its plain requests
+   * stay the app's `'request'` handler's, which calls `handleRequest()`;
+   * with `allowHTTP1`, `attach(server)` takes the HTTP/1.1 clients' upgrades.
+   */
+  attachHttp2 (server: AnyHttp2Server): this {
+    if (this.http2Detachers.has(server)) return this
+    this.http2Detachers.set(server, takeWebSocketStreams(this, server))
+    server.once('close', () => {
+      this.http2Detachers.get(server)?.()
+      this.http2Detachers.delete(server)
+    })
     return this
   }
 
@@ -294,7 +357,9 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const now = Date.now()
     const pools: GatewayStatus['pools'] = {}
     for (const [name, pool] of this.pools) pools[name] = { servers: pool.servers.map((s) => s.snapshot(now)) }
-    return { pools, tunnels: { open: this.tunnels.size } }
+    const status: GatewayStatus = { pools, tunnels: { open: this.tunnels.size } }
+    if (this.clientLimits !== null) status.perClient = this.clientLimits.snapshot()
+    return status
   }
 
   /**
@@ -304,7 +369,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
    */
   metrics (): string {
     this.settleTunnelBytes()
-    return renderPrometheus(this.pools.values(), this.tunnels.size)
+    return renderPrometheus(this.pools.values(), this.tunnels.size) + (this.clientLimits?.metrics() ?? '')
   }
 
   private settleTunnelBytes (): void {
@@ -313,20 +378,29 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /**
    * Stop taking new work (503), let open tunnels run for up to `drain` ms,
-   * then end them and release every connection, listener and timer.
+   * then end them (spread over `spread` ms when given) and release every
+   * connection, listener and timer.
    * Node's `server.close()` does not touch upgraded sockets, so this does.
    */
   close (options: CloseOptions = {}): Promise<void> {
-    this.closing ??= this.shutdown(options.drain ?? 0)
+    const spread = options.spread ?? 0
+    // Checked before anything changes, as pool.drain() checks its timeout: a refused close leaves the gateway open.
+    if (!Number.isInteger(spread) || spread < 0 || spread > MAX_TIMER_MS) {
+      throw new RangeError(`close() spread must be an integer from 0 to ${MAX_TIMER_MS} (ms), got ${String(spread)}`)
+    }
+    this.closing ??= this.shutdown(options.drain ?? 0, spread)
     return this.closing
   }
 
-  private async shutdown (drain: number): Promise<void> {
+  private async shutdown (drain: number, spread: number): Promise<void> {
     this.health.stop()
+    this.clientLimits?.stop()
     // The upgrade handlers stay registered (they hold no socket or timer): with them gone, the dispatcher
     // would answer this gateway's routes 404 instead of the 503 a closed gateway owes (DESIGN: "After close()").
     if (drain > 0) await this.tunnelsClosed(drain)
-    for (const t of this.tunnels) t.destroy(drain > 0 ? 'drained' : 'gateway-closed')
+    const reason = drain > 0 ? 'drained' : 'gateway-closed'
+    if (spread > 0) await endSpread([...this.tunnels], reason, spread)
+    for (const t of this.tunnels) t.destroy(reason)
     await this.tunnelsClosed(0)
     await Promise.all([...this.pools.values()].map((p) => p.closeConnections()))
   }

@@ -10,6 +10,10 @@
  * 3. Host is chosen, then X-Forwarded-*, Forwarded and X-Real-IP are added;
  * 4. `headers.remove` applies, then `headers.set` replaces;
  * 5. upgrades get exactly `Connection: upgrade` and the client's `Upgrade`.
+ *
+ * An HTTP/2 request (node:http2's compat request) also has pseudo-header
+ * fields (RFC 9113 §8.3): they are not sent, except `:authority`, which
+ * becomes Host (§8.3.1).
  */
 import { BadRequestError, InvalidOptionError } from './errors.js'
 import { appendListValue, isHopByHop, isToken, listTokens } from './http-syntax.js'
@@ -284,22 +288,33 @@ export function rewriteRequestHeaders (rawHeaders: readonly string[], ctx: Rewri
 
   let host: string | undefined
   let hostAt = -1
+  let hostFromAuthority = false
   let xffChain: string | undefined
   let forwardedChain: string | undefined
   let kept = 0
 
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i] as string
+    let name = rawHeaders[i] as string
     const value = rawHeaders[i + 1] as string
     if (hasCrLfNul(value) || hasCrLfNul(name)) {
       throw new BadRequestError(`header ${JSON.stringify(name)} contains CR, LF or NUL`)
+    }
+    // No HTTP/1.1 field name starts with ':' (it is no tchar): these are HTTP/2's pseudo-headers.
+    if (name.charCodeAt(0) === 0x3a) {
+      if (name !== ':authority') continue
+      name = 'Host'
+      hostFromAuthority = true
     }
     const lower = name.toLowerCase()
     if (isHopByHop(lower, listed)) continue
 
     switch (lower) {
       case 'host':
-        if (host !== undefined) throw new BadRequestError('more than one Host header')
+        if (host !== undefined) {
+          // RFC 9113 §8.3.1: a Host beside `:authority` must not differ from it (the gateway itself adds one so).
+          if (hostFromAuthority && value === host) continue
+          throw new BadRequestError('more than one Host header')
+        }
         host = value
         if (remove.has(lower) || setNames.has(lower)) continue
         hostAt = out.length + 1

@@ -238,6 +238,7 @@ export class HealthChecker {
         // The checks just reached it: passive failures from the outage no longer keep it out.
         server.passiveUntil = 0
         server.recentFailures = []
+        pool.rampUp(server)
         this.onState(pool, server, true, `passed ${streak.ok} check${streak.ok === 1 ? '' : 's'}`)
       }
       return

@@ -5,11 +5,13 @@ export function escapeLabel (value: string): string {
   return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')
 }
 
-function labels (pairs: Record<string, string>): string {
+/** `{k="v",...}`, values escaped. */
+export function labels (pairs: Record<string, string>): string {
   return '{' + Object.entries(pairs).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',') + '}'
 }
 
-interface Family {
+/** One metric family: its name, type, help text and sample lines. */
+export interface Family {
   name: string
   type: 'counter' | 'gauge'
   help: string
@@ -59,9 +61,13 @@ export function renderPrometheus (pools: Iterable<Pool>, tunnelsOpen: number, no
     }
   }
   let text = ''
-  for (const family of [up, draining, tunnels, serverTunnels, active, requests, upgrades, failures, bytes, check]) {
-    text += `# HELP ${family.name} ${family.help}\n# TYPE ${family.name} ${family.type}\n`
-    for (const sample of family.samples) text += sample + '\n'
-  }
+  for (const family of [up, draining, tunnels, serverTunnels, active, requests, upgrades, failures, bytes, check]) text += familyText(family)
+  return text
+}
+
+/** A family in the text format: `# HELP`, `# TYPE`, then its samples, a line each. */
+export function familyText (family: Family): string {
+  let text = `# HELP ${family.name} ${family.help}\n# TYPE ${family.name} ${family.type}\n`
+  for (const sample of family.samples) text += sample + '\n'
   return text
 }

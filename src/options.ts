@@ -1,7 +1,9 @@
+import cluster from 'node:cluster'
 import type { IncomingMessage } from 'node:http'
 import { InvalidOptionError } from './errors.js'
 import { isPlainObject, normalizeHeaderOptions, type NormalizedHeaderOptions } from './headers.js'
 import { isToken } from './http-syntax.js'
+import { compileOrigins, type OriginCheck } from './origin.js'
 import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import { redisSessionStore, type SessionStore } from './balance/session-store.js'
@@ -11,8 +13,16 @@ import type {
   BalanceOption, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
 } from './types.js'
 
-export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
+export const DEFAULT_TIMEOUTS = Object.freeze({ connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0, maxLifetime: 0 })
+/**
+ * The shortest `timeouts.maxLifetime`: ending every tunnel sooner would keep
+ * clients reconnecting rather than working, and is most likely seconds
+ * written where milliseconds belong.
+ */
+export const MIN_MAX_LIFETIME = 1_000
 export const DEFAULT_BODY_LIMIT = 1_048_576
+/** Clients `limits.perClient` tracks at most: a few MB of small entries, as an nginx zone of about 10m holds. */
+export const DEFAULT_MAX_CLIENTS = 65_536
 export const DEFAULT_UPGRADES = Object.freeze(['websocket'])
 export const DEFAULT_STATUS_PATH = '/sockgate/status'
 export const DEFAULT_MAX_FAILS = 1
@@ -43,6 +53,16 @@ export interface NormalizedSticky {
   readonly cookie: Readonly<{ name: string, secret: string, maxAge: number | null }> | null
 }
 
+/** `limits.perClient` after validation; null stands for a limit not set. */
+export interface NormalizedPerClient {
+  readonly connections: number | null
+  readonly requestsPerSecond: number | null
+  /** Requests past the rate that may come at once (0 when requestsPerSecond is not set). */
+  readonly burst: number
+  readonly upgradesPerMinute: number | null
+  readonly maxClients: number
+}
+
 /** A pool after validation. */
 export interface NormalizedUpstream {
   readonly name: string
@@ -59,6 +79,8 @@ export interface NormalizedUpstream {
   readonly tries: number
   readonly failoverTimeout: number
   readonly tls: Readonly<UpstreamTlsOptions> | null
+  /** Milliseconds over which a server that comes back or joins ramps up to its weight; 0: none. */
+  readonly slowStart: number
 }
 
 /** How a route matches the Host header. */
@@ -87,8 +109,10 @@ export interface NormalizedOptions {
   readonly routes: readonly NormalizedRoute[]
   readonly headers: NormalizedHeaderOptions
   readonly trust: TrustPredicate
-  readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number }>
-  readonly limits: Readonly<{ body: number }>
+  readonly timeouts: Readonly<{ connect: number, handshake: number, request: number, send: number, idle: number, maxLifetime: number }>
+  readonly limits: Readonly<{ body: number, perClient: NormalizedPerClient | null }>
+  /** Whether an upgrade's Origin may go on, or null when `origins` is not set. */
+  readonly originAllowed: OriginCheck | null
   /** Allowed Upgrade tokens, lower case. */
   readonly upgrades: ReadonlySet<string>
   readonly status: Readonly<{ path: string, host: string | null, auth: StatusOptions['auth'] | null }> | null
@@ -108,10 +132,10 @@ const RENAMED: Record<string, string> = {
   changeOrigin: "headers.host: 'upstream'",
 }
 /** Pool options, which the `target` shorthand takes at the top level. */
-const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls'] as const
+const POOL_KEYS = ['balance', 'sticky', 'health', 'connections', 'maxFails', 'failTimeout', 'tries', 'failoverTimeout', 'retryNonIdempotent', 'tls', 'slowStart'] as const
 const HOOKS = ['authorize', 'onError', 'onResponse'] as const
 const TOP_LEVEL = new Set(['target', 'upstreams', 'routes', 'headers', 'trustProxy', 'timeouts', 'limits', 'upgrades', 'status',
-  ...HOOKS, 'logger', ...POOL_KEYS])
+  ...HOOKS, 'logger', ...POOL_KEYS, 'origins', 'requireOrigin'])
 
 function fail (path: string, rule: string): never {
   throw new InvalidOptionError(path, rule)
@@ -254,6 +278,12 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
       if (spec.secret !== undefined && (typeof spec.secret !== 'string' || spec.secret.length < 16)) {
         fail(`${at}sticky.cookie.secret`, 'must be a string of at least 16 characters')
       }
+      // Processes would each sign with what they derive: one stray config difference and cookies stop
+      // matching, and the derived value is no secret. Several processes must be told the same one.
+      if (spec.secret === undefined && cluster.isWorker) {
+        fail(`${at}sticky.cookie.secret`, 'is required in a node:cluster worker (sockgate/cluster, PM2 cluster mode): give every ' +
+          'process the same secret of 16+ characters, e.g. secret: process.env.STICKY_SECRET, so each honours the others\' cookies')
+      }
       cookieSpec = {
         name: spec.name,
         secret: spec.secret ?? defaultStickySecret(name, servers.map((s) => s.url)),
@@ -284,11 +314,18 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     if (servername !== undefined && (typeof servername !== 'string' || servername === '')) fail(`${at}tls.servername`, 'must be a host name')
   }
   if (value.retryNonIdempotent !== undefined && typeof value.retryNonIdempotent !== 'boolean') fail(`${at}retryNonIdempotent`, 'must be a boolean')
+  const balance = normalizeBalance(value.balance, `${at}balance`)
+  const slowStart = integer(value.slowStart, `${at}slowStart`, 0, 0, ' (ms)')
+  // A hash method places a client by the ring, not by weight shares: ramping a weight would move clients between
+  // servers (the ring is rebuilt per weight) rather than slow the newcomer down. nginx refuses the pair too.
+  if (slowStart > 0 && (balance === 'ip-hash' || typeof balance === 'object')) {
+    fail(`${at}slowStart`, "cannot be combined with balance 'ip-hash' or { hash }; use 'round-robin', 'least-conn' or 'random-two'")
+  }
 
   return {
     name,
     servers,
-    balance: normalizeBalance(value.balance, `${at}balance`),
+    balance,
     sticky,
     health: normalizeHealth(value.health, `${at}health`),
     connections: integer(value.connections, `${at}connections`, DEFAULT_CONNECTIONS, 1),
@@ -298,6 +335,7 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     tries: integer(value.tries, `${at}tries`, servers.length, 1),
     failoverTimeout: integer(value.failoverTimeout, `${at}failoverTimeout`, failoverDefault, 1, ' (ms)'),
     tls: value.tls === undefined ? null : copyTls(value.tls),
+    slowStart,
   }
 }
 
@@ -361,6 +399,30 @@ function normalizeTrust (value: unknown): TrustPredicate {
   return compileTrust((value ?? false) as boolean | number | string[], 'trustProxy')
 }
 
+function normalizePerClient (value: unknown): NormalizedPerClient | null {
+  if (value === undefined) return null
+  const path = 'limits.perClient'
+  if (!isObject(value)) fail(path, 'must be { connections?, requestsPerSecond?, burst?, upgradesPerMinute?, maxClients? }')
+  checkKeys(value, path, ['connections', 'requestsPerSecond', 'burst', 'upgradesPerMinute', 'maxClients'])
+  const rps = value.requestsPerSecond
+  // A rate below one per second is a real setting (nginx's r/m), so any positive number will do.
+  if (rps !== undefined && (typeof rps !== 'number' || !Number.isFinite(rps) || rps <= 0)) fail(`${path}.requestsPerSecond`, 'must be a number > 0 (0.5 is one request every 2 s)')
+  if (value.burst !== undefined && rps === undefined) fail(`${path}.burst`, 'needs requestsPerSecond: it is the burst above that rate')
+  const opt = (key: string): number | null => value[key] === undefined ? null : integer(value[key], `${path}.${key}`, 0, 1)
+  const spec = {
+    connections: opt('connections'),
+    requestsPerSecond: rps ?? null,
+    // One second's worth may come at once (nginx's own default burst is 0: one request per 1/rate).
+    burst: rps === undefined ? 0 : integer(value.burst, `${path}.burst`, Math.ceil(rps), 0),
+    upgradesPerMinute: opt('upgradesPerMinute'),
+    maxClients: integer(value.maxClients, `${path}.maxClients`, DEFAULT_MAX_CLIENTS, 1),
+  }
+  if (spec.connections === null && spec.requestsPerSecond === null && spec.upgradesPerMinute === null) {
+    fail(path, 'must set at least one of connections, requestsPerSecond and upgradesPerMinute')
+  }
+  return spec
+}
+
 function normalizeStatus (value: unknown): NormalizedOptions['status'] {
   if (value === undefined || value === false) return null
   const spec = value === true ? {} : value
@@ -389,19 +451,23 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
   checkKeys(options, '', [...TOP_LEVEL])
 
   const t = options.timeouts ?? {}
-  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, send?, idle? }')
-  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'send', 'idle'])
+  if (!isObject(t)) fail('timeouts', 'must be { connect?, handshake?, request?, send?, idle?, maxLifetime? }')
+  checkKeys(t, 'timeouts', ['connect', 'handshake', 'request', 'send', 'idle', 'maxLifetime'])
   const timeouts = {
     connect: integer(t.connect, 'timeouts.connect', DEFAULT_TIMEOUTS.connect, 1, ' (ms)'),
     handshake: integer(t.handshake, 'timeouts.handshake', DEFAULT_TIMEOUTS.handshake, 1, ' (ms)'),
     request: integer(t.request, 'timeouts.request', DEFAULT_TIMEOUTS.request, 1, ' (ms)'),
     send: integer(t.send, 'timeouts.send', DEFAULT_TIMEOUTS.send, 1, ' (ms)'),
     idle: integer(t.idle, 'timeouts.idle', DEFAULT_TIMEOUTS.idle, 0, ' (ms)'),
+    maxLifetime: integer(t.maxLifetime, 'timeouts.maxLifetime', DEFAULT_TIMEOUTS.maxLifetime, 0, ' (ms)'),
+  }
+  if (timeouts.maxLifetime > 0 && timeouts.maxLifetime < MIN_MAX_LIFETIME) {
+    fail('timeouts.maxLifetime', `must be 0 (no limit) or at least ${MIN_MAX_LIFETIME} (ms)`)
   }
   const l = options.limits ?? {}
-  if (!isObject(l)) fail('limits', 'must be { body? }')
-  checkKeys(l, 'limits', ['body'])
-  const limits = { body: integer(l.body, 'limits.body', DEFAULT_BODY_LIMIT, 0, ' (bytes)') }
+  if (!isObject(l)) fail('limits', 'must be { body?, perClient? }')
+  checkKeys(l, 'limits', ['body', 'perClient'])
+  const limits = { body: integer(l.body, 'limits.body', DEFAULT_BODY_LIMIT, 0, ' (bytes)'), perClient: normalizePerClient(l.perClient) }
 
   let upstreamSpecs: Record<string, UpstreamOptions>
   if (options.target !== undefined) {
@@ -451,6 +517,7 @@ export function normalizeOptions (options: GatewayOptions): NormalizedOptions {
     limits,
     upgrades: new Set(upgrades.map((u) => u.toLowerCase())),
     status: normalizeStatus(options.status),
+    originAllowed: compileOrigins(options.origins, options.requireOrigin),
     ...normalizeHooks(options),
   }
   // The logger is the caller's object (pino, app.log, console): referenced as it is, never frozen.
@@ -486,4 +553,31 @@ function normalizeLogger (value: unknown): Logger | null {
     fail('logger', 'must be a pino-compatible logger with info, warn, error and debug methods (pino(), app.log, console)')
   }
   return value as unknown as Logger
+}
+
+/** `startCluster()`'s options after validation (sockgate/cluster). */
+export interface NormalizedClusterOptions<S> {
+  readonly workers: number
+  readonly start: S
+  readonly drain: number
+  readonly logger: Logger | null
+}
+
+/** Default of `startCluster({ drain })`: under Kubernetes' 30 s grace period, with room to close up. */
+export const DEFAULT_CLUSTER_DRAIN = 10_000
+
+/** Validate `startCluster()`'s options, with the same rules and messages as the gateway's. */
+export function normalizeClusterOptions<S> (options: { workers?: number, start: S, drain?: number, logger?: Logger },
+  defaultWorkers: number): NormalizedClusterOptions<S> {
+  if (!isObject(options)) fail('options', 'must be { workers?, start, drain?, logger? }')
+  // Not checkKeys(): its hints for renamed gateway options would mislead here.
+  const unknown = Object.keys(options).find((key) => !['workers', 'start', 'drain', 'logger'].includes(key))
+  if (unknown !== undefined) fail(unknown, 'is not an option of startCluster() (expected one of: workers, start, drain, logger)')
+  if (typeof options.start !== 'function') fail('start', 'must be a function that starts the app and returns { gateway, server }')
+  return {
+    workers: integer(options.workers, 'workers', defaultWorkers, 1),
+    start: options.start,
+    drain: integer(options.drain, 'drain', DEFAULT_CLUSTER_DRAIN, 0, ' (ms)'),
+    logger: normalizeLogger(options.logger),
+  }
 }

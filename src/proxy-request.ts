@@ -109,6 +109,8 @@ class HttpExchange {
 
   async run (): Promise<void> {
     const { gateway, req, res, route, pool, peer } = this
+    // Per-client limits come before authorize, as nginx's limit_req comes before its access checks.
+    if (!gateway.admitClient(req, res, 'http', peer, route, this.onFailure)) return
     try {
       const check = gateway.authorized(req, route, 'http', peer,
         (a) => sendAnswer(res, a, false), (err) => gateway.answerFailure(req, res, err, this.onFailure))
@@ -243,7 +245,9 @@ class HttpExchange {
           server.countResponse(statusCode)
           resolve()
           status = statusCode
-          res.writeHead(statusCode, statusMessage ?? '', out)
+          // HTTP/2 has no reason phrase (RFC 9113 §8.3.2), and node:http2 warns when given one.
+          if (req.httpVersionMajor === 2) res.writeHead(statusCode, out)
+          else res.writeHead(statusCode, statusMessage ?? '', out)
         },
         onResponseData (c, chunk) {
           server.bytesOut += chunk.length

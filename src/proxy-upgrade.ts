@@ -10,8 +10,8 @@ import http, { type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
-  BadRequestError, BadUpgradeError, ClientAbortedError, GatewayClosedError, SockgateError, StickyMissError, UpgradeRefusedError,
-  UpgradeVersionError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
+  BadRequestError, BadUpgradeError, ClientAbortedError, GatewayClosedError, OriginRefusedError, SockgateError, StickyMissError,
+  UpgradeRefusedError, UpgradeVersionError, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError,
 } from './errors.js'
 import { withFailover } from './failover.js'
 import type { Gateway, Peer } from './gateway.js'
@@ -33,7 +33,7 @@ import type { TunnelOpenEvent, UpstreamTlsOptions } from './types.js'
  * route matches; otherwise takes the socket and always answers it: a
  * validated tunnel, the upstream's own refusal, or an error status.
  */
-export function proxyUpgrade (gateway: Gateway, req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+export function proxyUpgrade (gateway: Gateway, req: IncomingMessage, socket: Duplex, head: Buffer, side: UpgradeClientSide = HTTP1_CLIENT): boolean {
   const url = req.url ?? '/'
   const hostError = hostProblem(req)
   const route = hostError === undefined ? gateway.routes.match(req.headers.host, url) : undefined
@@ -42,14 +42,14 @@ export function proxyUpgrade (gateway: Gateway, req: IncomingMessage, socket: Du
   socket.on('error', noop)
   // Pipelined behind a request whose answer is still on its way: whatever we answer must come after it.
   afterEarlierAnswers(socket, req, () => {
-    const checked = hostError ?? checkUpgrade(gateway, req, url)
+    const checked = hostError ?? checkUpgrade(gateway, req, url, side)
     if (typeof checked !== 'string') {
       gateway.report(checked, 'upgrade', req, undefined, route?.upstream, undefined, route)
       gateway.answerFailure(req, socket, checked)
       return
     }
     // A string means the Host was good, so a route was found.
-    new UpgradeExchange(gateway, req, socket, route!, checked).run(head).catch((err: unknown) => {
+    new UpgradeExchange(gateway, req, socket, route!, checked, side).run(head).catch((err: unknown) => {
       socket.destroy(err as Error)
     })
   })
@@ -57,10 +57,48 @@ export function proxyUpgrade (gateway: Gateway, req: IncomingMessage, socket: Du
 }
 
 /** The Upgrade token to forward, or why a routed upgrade may not go on. */
-function checkUpgrade (gateway: Gateway, req: IncomingMessage, url: string): SockgateError | string {
+function checkUpgrade (gateway: Gateway, req: IncomingMessage, url: string, side: UpgradeClientSide): SockgateError | string {
   if (gateway.closed) return new GatewayClosedError()
   if (!url.startsWith('/') || url.startsWith('//')) return BadRequestError.notAPath()
-  return validateUpgrade(req, gateway.options.upgrades)
+  const token = side.validate(req, gateway.options.upgrades)
+  const originAllowed = gateway.options.originAllowed
+  // A well-formed upgrade from a page that may not open sockets here (RFC 6455 §10.2).
+  if (typeof token === 'string' && originAllowed !== null && !originAllowed(req.headers.origin)) return new OriginRefusedError(req.headers.origin)
+  return token
+}
+
+/**
+ * The client end of an upgrade: how its request is checked and how it is
+ * told the upstream's answer. An HTTP/1.1 client's is its socket
+ * ({@link HTTP1_CLIENT}); an HTTP/2 client's is a stream of its connection
+ * (src/http2.ts). Failures and `authorize` answers go through
+ * `writeSocketAnswer`, which knows both. One object per kind, shared by
+ * every upgrade: the client (socket or stream) is passed in.
+ */
+export interface UpgradeClientSide {
+  /** True for HTTP/2 (RFC 8441): `tunnel:open` says so. */
+  readonly http2: boolean
+  /** Check an upgrade before any upstream is contacted: the error to answer with, or the lower-cased protocol token to forward. */
+  validate (req: IncomingMessage, allowed: ReadonlySet<string>): SockgateError | string
+  /** The upstream switched protocols (`response` is its checked 101): tell the client, adding `setCookie` when given. */
+  accept (client: Duplex, response: IncomingMessage, setCookie: string | undefined): void
+  /** Send the head of the upstream's refusal `response`; its body follows on `client`, which then closes. */
+  refuse (client: Duplex, response: IncomingMessage): void
+}
+
+/** An HTTP/1.1 upgrade: checked by {@link validateUpgrade}, answered with the upstream's own heads on the socket. */
+export const HTTP1_CLIENT: UpgradeClientSide = {
+  http2: false,
+  validate: validateUpgrade,
+  accept (client, response, setCookie) {
+    const head = serializeHead(`HTTP/1.1 101 ${response.statusMessage || 'Switching Protocols'}`, response.rawHeaders)
+    // Node's parser hands header bytes over as latin1 characters: written back the same way, bytes >= 0x80 stay themselves.
+    client.write(setCookie === undefined ? head : addHeaderToHead(head, 'Set-Cookie', setCookie), 'latin1')
+  },
+  refuse (client, response) {
+    const fields = [...filterRawResponseHeaders(response.rawHeaders), 'Connection', 'close']
+    client.write(serializeHead(`HTTP/1.1 ${response.statusCode ?? 502} ${response.statusMessage ?? ''}`, fields), 'latin1')
+  },
 }
 
 /** RFC 6455 §1.3: the GUID appended to the client's key to compute Sec-WebSocket-Accept. */
@@ -87,12 +125,23 @@ export function validateUpgrade (req: IncomingMessage, allowed: ReadonlySet<stri
   const tokens = listTokens(upgrade)
   if (tokens.length !== 1) return new BadUpgradeError(`Upgrade must name exactly one protocol (got ${JSON.stringify(upgrade)})`)
   const token = tokens[0]!
-  if (!allowed.has(token)) return new BadUpgradeError(`protocol ${JSON.stringify(token)} may not be tunnelled (allowed: ${[...allowed].join(', ')})`)
   if (token === 'websocket') {
     const key = req.headers['sec-websocket-key']
     if (key === undefined || !WS_KEY.test(key) || Buffer.from(key, 'base64').length !== 16) {
       return new BadUpgradeError('Sec-WebSocket-Key must be a base64-encoded 16-byte nonce')
     }
+  }
+  return checkProtocol(req, token, allowed)
+}
+
+/**
+ * What every upgrade, HTTP/1.1 or HTTP/2, is checked for once its protocol
+ * `token` is known: that it is allowed, and a WebSocket's version. Returns
+ * the error, or `token`.
+ */
+export function checkProtocol (req: IncomingMessage, token: string, allowed: ReadonlySet<string>): SockgateError | string {
+  if (!allowed.has(token)) return new BadUpgradeError(`protocol ${JSON.stringify(token)} may not be tunnelled (allowed: ${[...allowed].join(', ')})`)
+  if (token === 'websocket') {
     const version = req.headers['sec-websocket-version']
     if (version !== '13') return new UpgradeVersionError(version)
   }
@@ -114,7 +163,8 @@ class UpgradeExchange {
     private readonly req: IncomingMessage,
     private readonly socket: Duplex,
     private readonly route: NormalizedRoute,
-    private readonly token: string
+    private readonly token: string,
+    private readonly side: UpgradeClientSide
   ) {
     this.pool = gateway.pool(route.upstream)
     this.peer = gateway.peerOf(req)
@@ -127,6 +177,8 @@ class UpgradeExchange {
 
   async run (head: Buffer): Promise<void> {
     const { gateway, req, socket, route, pool, peer, cancel } = this
+    // Per-client limits come before authorize, as nginx's limit_req comes before its access checks.
+    if (!gateway.admitClient(req, socket, 'upgrade', peer, route)) return
     socket.once('close', this.onGone)
     // Node's HTTP server sockets allow half-open, so a client that leaves mid-handshake may show up as 'end' only.
     socket.once('end', this.onGone)
@@ -177,9 +229,15 @@ class UpgradeExchange {
         this.report(socket.destroyed ? new ClientAbortedError() : new GatewayClosedError())
         return
       }
-      server.countUpgrade('switched')
       const setCookie = pool.sticky?.setCookieFor(server, req, isSecureClient(req, peer.encrypted, peer.trusted))
-      socket.write(setCookie === undefined ? result.head : addHeaderToHead(result.head, 'Set-Cookie', setCookie), 'latin1')
+      try {
+        this.side.accept(socket, result.response, setCookie)
+      } catch (err) {
+        // node:http2 refusing even the negotiated fields of a 101: the upstream socket has no tunnel to go to.
+        result.upstream.destroy()
+        throw err
+      }
+      server.countUpgrade('switched')
       if (result.early.length > 0) socket.write(result.early)
       for (const chunk of held) result.upstream.write(chunk)
       this.openTunnel(server, result.upstream)
@@ -205,7 +263,7 @@ class UpgradeExchange {
 
   private relayRefusal (server: UpstreamServer, result: Extract<HandshakeResult, { kind: 'refused' }>): void {
     server.countUpgrade('refused')
-    this.report(relayRefusal(this.socket, result.response, result.upstream, server, this.gateway.options.timeouts.request))
+    this.report(relayRefusal(this.socket, this.side, result.response, result.upstream, server, this.gateway.options.timeouts.request))
     this.pool.sticky?.learnFromRefusal(this.req, result.response, (miss) => {
       this.report(new StickyMissError(server.url, miss.sid, miss.owner?.url))
     })
@@ -215,13 +273,14 @@ class UpgradeExchange {
     const { gateway, route, req } = this
     const url = req.url ?? '/'
     const info: TunnelOpenEvent = { pool: route.upstream, server: server.url, name: server.name, path: url, clientAddress: this.peer.clientAddress }
+    if (this.side.http2) info.http2 = true
     const log = route.log ? gateway.log : null
     const tunnel = new Tunnel(this.socket, upstream, server, info, gateway.options.timeouts.idle, (t, event) => {
       gateway.tunnels.delete(t)
       server.tunnelClosed(t)
       log?.tunnelClosed(event)
       gateway.emit('tunnel:close', event)
-    })
+    }, gateway.options.timeouts.maxLifetime)
     gateway.tunnels.add(tunnel)
     server.tunnelOpened(tunnel)
     log?.tunnelOpened(info)
@@ -286,8 +345,8 @@ function holdEarlyData (socket: Duplex, head: Buffer): EarlyData {
 
 /** What a handshake attempt ended with. */
 type HandshakeResult =
-  /** `head` holds the 101's bytes as latin1 characters, as Node's parser read them: write it with 'latin1'. */
-  | { kind: 'switched', upstream: Socket, head: string, early: Buffer }
+  /** `response`: the checked 101; `early`: the bytes that followed it. */
+  | { kind: 'switched', upstream: Socket, response: IncomingMessage, early: Buffer }
   | { kind: 'refused', response: IncomingMessage, upstream: Socket }
 
 interface HandshakeRequest {
@@ -359,8 +418,7 @@ async function upstreamHandshake (server: UpstreamServer, hr: HandshakeRequest):
         finish(new UpstreamProtocolError(server.url, problem))
         return
       }
-      const head = serializeHead(`HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}`, res.rawHeaders)
-      finish(undefined, { kind: 'switched', upstream, head, early })
+      finish(undefined, { kind: 'switched', upstream, response: res, early })
     })
     req.on('response', (res: IncomingMessage) => {
       if (res.statusCode === 101) {
@@ -387,13 +445,12 @@ function check101 (res: IncomingMessage, hr: HandshakeRequest): string | undefin
 
 /**
  * Relay an upstream's non-101 answer to an upgrade as an ordinary response
- * with `Connection: close`, then close both sockets: the upstream socket is
- * never reused, since it was opened for an upgrade. The body is streamed with
- * backpressure; when it was chunked, Node has already decoded it, so it is
- * sent close-delimited.
+ * (on HTTP/1.1 with `Connection: close`), then close both sides: the
+ * upstream socket is never reused, since it was opened for an upgrade. The
+ * body is streamed with backpressure; when it was chunked, Node has already
+ * decoded it, so it is sent close-delimited.
  */
-function relayRefusal (client: Duplex, res: IncomingMessage, upstream: Socket, server: UpstreamServer, idleMs: number): SockgateError {
-  const head = serializeHead(`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}`, [...filterRawResponseHeaders(res.rawHeaders), 'Connection', 'close'])
+function relayRefusal (client: Duplex, side: UpgradeClientSide, res: IncomingMessage, upstream: Socket, server: UpstreamServer, idleMs: number): SockgateError {
   const closeBoth = (): void => {
     upstream.destroy()
     client.destroy()
@@ -402,8 +459,7 @@ function relayRefusal (client: Duplex, res: IncomingMessage, upstream: Socket, s
   client.on('close', () => upstream.destroy())
   res.on('error', closeBoth)
   upstream.setTimeout(idleMs, closeBoth)
-  // Node's parser hands header bytes over as latin1 characters: written back the same way, bytes >= 0x80 stay themselves.
-  client.write(head, 'latin1')
+  side.refuse(client, res)
   res.pipe(client)
   res.on('end', () => upstream.destroy())
   client.once('finish', () => client.destroy())

@@ -1,7 +1,8 @@
 import { STATUS_CODES, validateHeaderName, validateHeaderValue, type ServerResponse } from 'node:http'
+import type { OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import type { Duplex } from 'node:stream'
-import type { SockgateError } from './errors.js'
-import { serializeHead } from './http-syntax.js'
+import { RateLimitedError, type SockgateError } from './errors.js'
+import { isHopByHop, serializeHead } from './http-syntax.js'
 
 /** Seconds a client is asked to wait before retrying a 503. */
 export const RETRY_AFTER_SECONDS = 5
@@ -17,6 +18,7 @@ function clientText (err: SockgateError): string {
 
 function extraHeaders (err: SockgateError): Array<[string, string]> {
   if (err.statusCode === 503) return [['Retry-After', String(RETRY_AFTER_SECONDS)]]
+  if (err instanceof RateLimitedError) return [['Retry-After', String(err.retryAfter)]]
   if (err.code === 'SOCKGATE_ERR_UPGRADE_VERSION') return [['Sec-WebSocket-Version', '13']]
   return []
 }
@@ -65,11 +67,16 @@ export function verdictAnswer (verdict: unknown): Answer | null {
 /**
  * Answer a raw socket (an upgrade has no response object) with a short
  * HTTP/1.1 response and `Connection: close`, then close it once the bytes are
- * flushed, as ws does when it aborts a handshake.
+ * flushed, as ws does when it aborts a handshake. An HTTP/2 stream (a
+ * WebSocket over HTTP/2) is answered with a HEADERS frame instead, and a
+ * response object (node:http2's compat `'connect'` event, which hands one
+ * where HTTP/1.1 hands a socket) through {@link sendAnswer}.
  */
 export function writeSocketAnswer (socket: Duplex, answer: Answer): void {
+  if (isResponse(socket)) return sendAnswer(socket, answer, true)
   if (socket.destroyed) return
   socket.on('error', noop)
+  if (isHttp2Stream(socket)) return answerStream(socket, answer)
   if (!socket.writable) {
     socket.destroy()
     return
@@ -83,6 +90,51 @@ export function writeSocketAnswer (socket: Duplex, answer: Answer): void {
   const head = serializeHead(`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}`, fields)
   socket.once('finish', () => socket.destroy())
   socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]))
+}
+
+/**
+ * Answer an HTTP/2 stream: `:status` and the answer's fields (less the
+ * connection-specific ones, which HTTP/2 forbids: RFC 9113 §8.2.2), the body,
+ * then the stream goes. A stream already answered is cut (RST_STREAM).
+ */
+function answerStream (stream: ServerHttp2Stream, answer: Answer): void {
+  if (stream.headersSent) {
+    stream.destroy()
+    return
+  }
+  const body = typeof answer.body === 'string' ? Buffer.from(answer.body) : answer.body
+  const headers: OutgoingHttpHeaders = { ':status': answer.status }
+  for (const [name, value] of Object.entries(answer.headers)) if (!isHopByHop(name)) headers[name] = value
+  headers['content-length'] = body.length
+  respondToStream(stream, headers, { ':status': answer.status, 'content-length': body.length })
+  stream.once('finish', () => stream.destroy())
+  stream.end(body)
+}
+
+/**
+ * Send `headers` on `stream`, or `fallback` when node:http2 refuses them: a
+ * head HTTP/1.1 allows and HTTP/2 does not (a single-value field given
+ * twice) still gets the answer's essentials rather than none.
+ */
+export function respondToStream (stream: ServerHttp2Stream, headers: OutgoingHttpHeaders, fallback: OutgoingHttpHeaders): void {
+  try {
+    stream.respond(headers)
+  } catch {
+    stream.respond(fallback)
+  }
+}
+
+/** An HTTP/2 server stream: it is answered with `respond()`, not with bytes. */
+function isHttp2Stream (socket: Duplex): socket is ServerHttp2Stream {
+  return typeof (socket as Partial<ServerHttp2Stream>).respond === 'function'
+}
+
+/**
+ * A response object rather than a socket: node:http's `ServerResponse` or
+ * node:http2's compat `Http2ServerResponse`, which is no subclass of it.
+ */
+export function isResponse (target: object): target is ServerResponse {
+  return typeof (target as Partial<ServerResponse>).writeHead === 'function'
 }
 
 /** {@link writeSocketAnswer} with the answer for `err`. */
@@ -101,7 +153,8 @@ export function sendAnswer (res: ServerResponse, answer: Answer, close: boolean)
     return
   }
   const headers: Record<string, string> = { ...answer.headers, 'content-length': String(Buffer.byteLength(answer.body)) }
-  if (close || !res.req.complete) headers.connection = 'close'
+  // HTTP/2 has no Connection field (RFC 9113 §8.2.2): the answer ends its stream, not the connection.
+  if ((close || !res.req.complete) && res.req.httpVersionMajor !== 2) headers.connection = 'close'
   res.writeHead(answer.status, headers)
   res.end(answer.body)
 }

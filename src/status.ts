@@ -15,6 +15,14 @@ export interface StatusSource {
   readonly closed: boolean
   status (): GatewayStatus
   metrics (): string
+  /** Where the page reads instead when it answers for several processes (sockgate/cluster); null: the gateway itself. */
+  readonly statusProvider: StatusProvider | null
+}
+
+/** The figures of more than one gateway, read asynchronously (from other processes). */
+export interface StatusProvider {
+  status (): Promise<GatewayStatus>
+  metrics (): Promise<string>
 }
 
 type StatusSpec = NonNullable<NormalizedOptions['status']>
@@ -78,14 +86,15 @@ export async function serveStatus (source: StatusSource, spec: StatusSpec, req: 
   if (format === undefined) return sendError(res, new BadRequestError("format must be 'html', 'json' or 'prometheus'"))
   let body: string
   const headers: Record<string, string> = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }
+  const box = source.statusProvider
   if (format === 'json') {
-    body = JSON.stringify(source.status())
+    body = JSON.stringify(box === null ? source.status() : await box.status())
     headers['content-type'] = 'application/json; charset=utf-8'
   } else if (format === 'prometheus') {
-    body = source.metrics()
+    body = box === null ? source.metrics() : await box.metrics()
     headers['content-type'] = PROMETHEUS_CONTENT_TYPE
   } else {
-    body = renderStatusHtml(source.status())
+    body = renderStatusHtml(box === null ? source.status() : await box.status())
     headers['content-type'] = 'text/html; charset=utf-8'
     headers['content-security-policy'] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
   }
@@ -128,7 +137,7 @@ function serverRow (s: ServerStatus, now: number): string {
   const flags = (s.backup ? ' <span class="tag">backup</span>' : '') + (s.weight !== 1 ? ` <span class="tag">weight ${escapeHtml(s.weight)}</span>` : '')
   return '<tr>' +
     (s.name === null ? `<td><code>${escapeHtml(s.url)}</code>${flags}</td>` : `<td><strong>${escapeHtml(s.name)}</strong> <code>${escapeHtml(s.url)}</code>${flags}</td>`) +
-    `<td><span class="state state-${escapeHtml(s.state)}">${escapeHtml(s.state)}</span></td>` +
+    `<td><span class="state state-${escapeHtml(s.state)}">${escapeHtml(s.state)}</span>${workerStates(s)}</td>` +
     `<td>${escapeHtml(s.reason ?? '')}</td>` +
     check +
     `<td class="num">${escapeHtml(s.activeTunnels)}</td>` +
@@ -137,6 +146,25 @@ function serverRow (s: ServerStatus, now: number): string {
     `<td class="num">${escapeHtml(s.failures)}</td>` +
     `<td class="num">${escapeHtml(formatBytes(s.bytesIn))} / ${escapeHtml(formatBytes(s.bytesOut))}</td>` +
     '</tr>'
+}
+
+/** Under sockgate/cluster, each worker's state of a server when the workers disagree; nothing otherwise. */
+function workerStates (s: ServerStatus): string {
+  const workers = s.workers
+  if (workers === undefined || workers.every((w) => w.state === s.state)) return ''
+  return '<br><small>' + workers.map((w) => `pid ${escapeHtml(w.pid)}: ${escapeHtml(w.state)}${w.reason === null ? '' : ` (${escapeHtml(w.reason)})`}`).join(', ') + '</small>'
+}
+
+/** Under sockgate/cluster, which workers' figures the page adds up. */
+function clusterLine (status: GatewayStatus): string {
+  const workers = status.cluster?.workers
+  if (workers === undefined) return ''
+  const answered = workers.filter((w) => w.answered)
+  const missing = workers.filter((w) => !w.answered)
+  return `<p class="meta">${answered.length} of ${workers.length} worker${workers.length === 1 ? '' : 's'} counted: ` +
+    answered.map((w) => `pid ${escapeHtml(w.pid)}`).join(', ') +
+    (missing.length === 0 ? '' : ` · <span class="bad">no answer in time from ${missing.map((w) => `pid ${escapeHtml(w.pid)}`).join(', ')}</span>`) +
+    '</p>\n'
 }
 
 const STYLE = `
@@ -176,6 +204,7 @@ export function renderStatusHtml (status: GatewayStatus, now = Date.now()): stri
     `<p class="meta">${escapeHtml(status.tunnels.open)} open tunnel${status.tunnels.open === 1 ? '' : 's'} · ` +
     `generated <time datetime="${escapeHtml(new Date(now).toISOString())}">${escapeHtml(new Date(now).toISOString())}</time> · ` +
     `reloads every ${STATUS_REFRESH_SECONDS} s · also as <a href="?format=json">JSON</a> and <a href="?format=prometheus">Prometheus</a></p>\n` +
+    clusterLine(status) +
     tables +
     '</body></html>\n'
 }

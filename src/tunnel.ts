@@ -1,12 +1,21 @@
 import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
-import type { UpstreamServer } from './upstream/server.js'
+import { MAX_TIMER_MS, type UpstreamServer } from './upstream/server.js'
 import type { TunnelCloseEvent, TunnelCloseReason, TunnelOpenEvent } from './types.js'
 
 /** How long a side that has sent its FIN may linger once the other side has fully closed. */
 const LINGER_MS = 10_000
 /** TCP keepalive probe delay when `timeouts.idle` is 0, so dead peers are found without closing idle tunnels. */
 const KEEPALIVE_MS = 30_000
+/** Each tunnel's `timeouts.maxLifetime` is moved by up to this fraction either way, so tunnels opened together end apart. */
+export const LIFETIME_JITTER = 0.1
+/**
+ * Delays a lifetime can take within its jitter. Node keeps one timer list per
+ * distinct delay, so a delay drawn to the millisecond would cost a list per
+ * tunnel; 201 steps are as even a spread and share their lists.
+ */
+const LIFETIME_STEPS = 200
 
 /** The socket at the other end of the tunnel, and the tunnel itself, kept on each of its two sockets. */
 const kPeer = Symbol('sockgate.tunnelPeer')
@@ -39,8 +48,20 @@ function onEnd (this: TunnelSocket): void {
 function onClientError (this: TunnelSocket, err: Error): void { this[kTunnel].fail('client-error', err) }
 function onUpstreamError (this: TunnelSocket, err: Error): void { this[kTunnel].fail('upstream-error', err) }
 function onIdle (this: TunnelSocket): void { this[kTunnel].fail('idle-timeout') }
+function onMaxLifetime (tunnel: Tunnel): void { tunnel.fail('max-lifetime') }
 function onClientClose (this: TunnelSocket): void { this[kTunnel].sideClosed('client-closed', this[kPeer]) }
 function onUpstreamClose (this: TunnelSocket): void { this[kTunnel].sideClosed('upstream-closed', this[kPeer]) }
+
+/**
+ * How long one tunnel may live: `maxLifetime` moved by a uniform draw within
+ * ±{@link LIFETIME_JITTER} of it, in {@link LIFETIME_STEPS} steps. `random`
+ * returns a number in `[0, 1)`; tests pass their own.
+ */
+export function lifetimeDelay (maxLifetime: number, random: () => number = Math.random): number {
+  const step = maxLifetime * 2 * LIFETIME_JITTER / LIFETIME_STEPS
+  const delay = maxLifetime * (1 - LIFETIME_JITTER) + Math.floor(random() * (LIFETIME_STEPS + 1)) * step
+  return Math.min(MAX_TIMER_MS, Math.round(delay))
+}
 
 /**
  * Copy what `from` reads into `to` with backpressure: `from` stops reading
@@ -62,8 +83,10 @@ function pump (from: TunnelSocket, to: TunnelSocket): void {
  * Two sockets pumped into each other with backpressure (see `pump`). A FIN
  * from one side is passed on as a FIN to the other (half-close); an error on
  * either side destroys both; the first cause is the reason reported. Bytes
- * are read off the sockets' own counters at the end, so the data path pays
- * nothing per chunk.
+ * are read off the upstream socket's own counters (what it was written is
+ * what the client sent, what it read is what the client was sent), so the
+ * data path pays nothing per chunk and the client side may be any duplex:
+ * a socket, or an HTTP/2 stream (RFC 8441), which has no counters.
  */
 export class Tunnel {
   readonly info: TunnelOpenEvent
@@ -71,9 +94,9 @@ export class Tunnel {
   private readonly client: Duplex
   private readonly upstream: Socket
   private readonly startedAt = Date.now()
-  /** Bytes already written before the tunnel began (the handshake heads), not counted as traffic. */
-  private readonly clientBase: number
-  private readonly upstreamBase: number
+  /** The upstream's counters when the tunnel began: the handshake heads are not traffic. */
+  private readonly writtenBase: number
+  private readonly readBase: number
   /** Bytes already added to the server's counters by `settle()`. */
   private settledIn = 0
   private settledOut = 0
@@ -81,18 +104,21 @@ export class Tunnel {
   private error: Error | undefined
   private closedSides = 0
   private lingerTimer: NodeJS.Timeout | undefined
+  /** Set only with `timeouts.maxLifetime`: without it a tunnel has no such field at all (`declare` emits none). */
+  private declare lifetimeTimer: NodeJS.Timeout | undefined
   private readonly onClose: (tunnel: Tunnel, event: TunnelCloseEvent) => void
 
+  /** `maxLifetimeMs` > 0 ends the tunnel (reason `max-lifetime`) after {@link lifetimeDelay} of it. */
   constructor (client: Duplex, upstream: Socket, server: UpstreamServer, info: TunnelOpenEvent, idleMs: number,
-    onClose: (tunnel: Tunnel, event: TunnelCloseEvent) => void) {
+    onClose: (tunnel: Tunnel, event: TunnelCloseEvent) => void, maxLifetimeMs = 0) {
     this.client = client
     this.upstream = upstream
     this.server = server
     this.info = info
     this.onClose = onClose
     const c = client as Partial<Socket>
-    this.clientBase = c.bytesWritten ?? 0
-    this.upstreamBase = upstream.bytesWritten
+    this.writtenBase = upstream.bytesWritten
+    this.readBase = upstream.bytesRead
 
     for (const s of [c, upstream]) {
       s.setNoDelay?.(true)
@@ -113,6 +139,8 @@ export class Tunnel {
     pump(b, a)
     a.on('close', onClientClose)
     b.on('close', onUpstreamClose)
+    // The tunnel's own sockets keep the process alive while it is open; its end of life need not.
+    if (maxLifetimeMs > 0) this.lifetimeTimer = setTimeout(onMaxLifetime, lifetimeDelay(maxLifetimeMs), this).unref()
   }
 
   /** End the tunnel now (gateway close, drain deadline). */
@@ -122,7 +150,7 @@ export class Tunnel {
     this.upstream.destroy()
   }
 
-  /** @internal One side failed (error, idle timeout): both go, and the first cause is the reason. */
+  /** @internal One side failed (error, idle timeout, max lifetime): both go, and the first cause is the reason. */
   fail (reason: TunnelCloseReason, err?: Error): void {
     if (this.reason === undefined) {
       this.reason = reason
@@ -137,6 +165,7 @@ export class Tunnel {
     this.reason ??= reason
     this.closedSides++
     if (this.closedSides === 1) {
+      if (this.lifetimeTimer !== undefined) clearTimeout(this.lifetimeTimer)
       // `pump` has usually ended the other side's writable (FIN) already; ending it twice would only
       // build an error. Give it a bounded time to flush and close.
       if (!other.writableEnded) other.end()
@@ -150,12 +179,11 @@ export class Tunnel {
   /**
    * Add the bytes moved since the last call to the server's counters, so the
    * status page and metrics see long-lived tunnels while they run. Read off
-   * the sockets' own counters: the data path pays nothing per chunk.
+   * the upstream socket's own counters: the data path pays nothing per chunk.
    */
   settle (): void {
-    const c = this.client as Partial<Socket>
-    const bytesIn = this.upstream.bytesWritten - this.upstreamBase
-    const bytesOut = (c.bytesWritten ?? 0) - this.clientBase
+    const bytesIn = this.upstream.bytesWritten - this.writtenBase
+    const bytesOut = this.upstream.bytesRead - this.readBase
     this.server.bytesIn += bytesIn - this.settledIn
     this.server.bytesOut += bytesOut - this.settledOut
     this.settledIn = bytesIn
@@ -173,4 +201,27 @@ export class Tunnel {
       ...(this.error === undefined ? {} : { error: this.error }),
     })
   }
+}
+
+/**
+ * End `tunnels` one after another, evenly over `spread` ms (the first at
+ * once), so the clients they carried do not all come back in the same
+ * second. Resolves once the last has been ended. One timer at a time,
+ * however many tunnels; the clock is `performance.now()`, which a test's
+ * fake `Date` leaves alone.
+ */
+export function endSpread (tunnels: readonly Tunnel[], reason: TunnelCloseReason, spread: number): Promise<void> {
+  return new Promise((resolve) => {
+    const start = performance.now()
+    const gap = spread / tunnels.length
+    let next = 0
+    const step = (): void => {
+      // A late timer (a busy event loop) ends every tunnel already due: the whole still takes `spread`.
+      const due = Math.min(tunnels.length, Math.floor((performance.now() - start) / gap) + 1)
+      while (next < due) tunnels[next++]!.destroy(reason)
+      if (next === tunnels.length) resolve()
+      else setTimeout(step, Math.max(1, start + next * gap - performance.now()))
+    }
+    step()
+  })
 }

@@ -109,6 +109,12 @@ export interface UpstreamOptions {
   failoverTimeout?: number
   /** TLS settings for `https:`/`wss:` servers. */
   tls?: UpstreamTlsOptions
+  /**
+   * Milliseconds over which a server that comes back up (health checks, passive recovery, `markUp`, `undrain`) or
+   * joins (`add`) grows from a tenth of its weight to all of it (nginx plus `slow_start`); not with `ip-hash` or
+   * `{ hash }`. Default: `0` (full weight at once).
+   */
+  slowStart?: number
 }
 
 /** A route: which requests go to which pool (nginx `server_name` + `location`). */
@@ -156,12 +162,36 @@ export interface TimeoutOptions {
   send?: number
   /** Closing a tunnel with no traffic either way; `0` never (TCP keepalive on both sockets). Default: `0`. */
   idle?: number
+  /**
+   * Ending a tunnel this long after it opened, each at its own point within ±10%, so clients move onto new
+   * servers and reconnect at different times; `0` never, else at least `1000`. Default: `0`.
+   */
+  maxLifetime?: number
 }
 
-/** Size limits in bytes. */
+/**
+ * What one client may do, keyed by its address after `trustProxy` (one key per IPv4 address and per IPv6 /64);
+ * past a limit, 429 with `Retry-After`, before any upstream is contacted. Each gateway process counts its own.
+ */
+export interface PerClientLimitOptions {
+  /** HTTP requests in flight plus upgrades and open tunnels of one client at once (nginx `limit_conn`). Default: no limit. */
+  connections?: number
+  /** Proxied HTTP requests per second of one client, on average (nginx `limit_req rate=`). Default: no limit. */
+  requestsPerSecond?: number
+  /** Requests past the rate that may come at once, never delayed (nginx `burst=` with `nodelay`). Default: `requestsPerSecond`, rounded up. */
+  burst?: number
+  /** Upgrades one client may start per minute; a minute's worth may come at once. Default: no limit. */
+  upgradesPerMinute?: number
+  /** Clients tracked at once; past it an idle one not seen lately is forgotten (nginx's zone size). Default: `65536`. */
+  maxClients?: number
+}
+
+/** Size limits in bytes, and per-client limits. */
 export interface LimitOptions {
   /** Largest request body forwarded (nginx `client_max_body_size`). Default: `1048576`. */
   body?: number
+  /** Per-client caps on connections, request rate and upgrade rate. Default: none. */
+  perClient?: PerClientLimitOptions
 }
 
 /** The status page. */
@@ -195,7 +225,7 @@ export type TargetPoolOptions = Omit<UpstreamOptions, 'servers'>
 export interface GatewayOptions extends TargetPoolOptions {
   /**
    * Shorthand for one pool (`default`) and one route (`/`). The pool options (`balance`, `sticky`, `health`,
-   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`) go
+   * `connections`, `maxFails`, `failTimeout`, `tries`, `failoverTimeout`, `retryNonIdempotent`, `tls`, `slowStart`) go
    * beside it at the top level.
    */
   target?: ServerOption | ServerOption[]
@@ -209,7 +239,7 @@ export interface GatewayOptions extends TargetPoolOptions {
   trustProxy?: boolean | number | string[]
   /** Timeouts in milliseconds. */
   timeouts?: TimeoutOptions
-  /** Size limits in bytes. */
+  /** Size limits in bytes, and per-client limits. */
   limits?: LimitOptions
   /** Upgrade tokens that may be tunnelled. Default: `['websocket']`. */
   upgrades?: string[]
@@ -230,6 +260,13 @@ export interface GatewayOptions extends TargetPoolOptions {
   onResponse?: (req: IncomingMessage, res: ServerResponse, headers: Record<string, string | string[]>) => void
   /** Where sockgate writes its records: tunnels, upstreams going down and up, errors. Default: none. */
   logger?: Logger
+  /**
+   * Origins whose pages may open WebSockets here: `'https://app.example.com'`, `'https://*.example.com'` (any
+   * sub-domain, not the domain itself), `'null'`. Upgrades from others get 403. Default: every origin.
+   */
+  origins?: string[]
+  /** Refuse (403) upgrades that carry no `Origin` at all; needs `origins`. Default: `false`. */
+  requireOrigin?: boolean
 }
 
 /** State of an upstream server. */
@@ -252,16 +289,25 @@ export interface ServerStatus {
   bytesIn: number
   bytesOut: number
   lastCheck: { at: number, ok: boolean, ms: number } | null
+  /** sockgate/cluster only: the server's state in each worker that answered (`state` above is the least available). */
+  workers?: Array<{ pid: number, state: ServerState, reason: string | null }>
 }
 
 /** Snapshot returned by `gateway.status()`. */
 export interface GatewayStatus {
   pools: Record<string, { servers: ServerStatus[] }>
   tunnels: { open: number }
+  /** sockgate/cluster only: the workers asked, and whether each answered in time (only those that did are counted). */
+  cluster?: { workers: Array<{ pid: number, answered: boolean }> }
+  /** With `limits.perClient`: clients tracked, and refusals since start by the setting that refused them. */
+  perClient?: {
+    clients: number
+    refused: Record<import('./errors.js').ClientLimitName, number>
+  }
 }
 
 /** Why a tunnel ended, as reported by `tunnel:close`. */
-export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'gateway-closed' | 'drained'
+export type TunnelCloseReason = 'client-closed' | 'upstream-closed' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'max-lifetime' | 'gateway-closed' | 'drained'
 
 /** Payload of `tunnel:open`. */
 export interface TunnelOpenEvent {
@@ -272,6 +318,8 @@ export interface TunnelOpenEvent {
   name: string | null
   path: string
   clientAddress: string
+  /** True when the client's WebSocket came over HTTP/2 (RFC 8441, `gateway.attachHttp2()`); absent for HTTP/1.1. */
+  http2?: true
 }
 
 /** Payload of `tunnel:close`. */

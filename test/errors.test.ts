@@ -29,6 +29,9 @@ const ALL_CODES: Record<ErrorCode, true> = {
   SOCKGATE_ERR_STICKY_MISS: true,
   SOCKGATE_ERR_STICKY_STORE: true,
   SOCKGATE_ERR_HOOK: true,
+  SOCKGATE_ERR_CONNECT_PROTOCOL: true,
+  SOCKGATE_ERR_RATE_LIMITED: true,
+  SOCKGATE_ERR_ORIGIN: true,
 }
 
 const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5001'), { code: 'ECONNREFUSED' })
@@ -54,6 +57,9 @@ const SAMPLES: Record<string, () => SockgateError> = {
   StickyMissError: () => new sockgate.StickyMissError('http://127.0.0.1:5001', 'AbC123', 'http://127.0.0.1:5001'),
   StickyStoreError: () => new sockgate.StickyStoreError('socket_nodes', 'ioredis', 'did not answer within 150 ms'),
   HookError: () => new sockgate.HookError('authorize', new Error('token store down')),
+  ConnectProtocolError: () => new sockgate.ConnectProtocolError(),
+  RateLimitedError: () => new sockgate.RateLimitedError('203.0.113.7', 'requestsPerSecond', '10 per second, burst 10', 1),
+  OriginRefusedError: () => new sockgate.OriginRefusedError('https://evil.example'),
 }
 
 /** Names of the classes the package exports that extend SockgateError. */
@@ -118,7 +124,7 @@ test('errors: the status documented for each code is the status its error carrie
   for (const row of rows) {
     const error = byCode.get(row.code as ErrorCode)
     assert.ok(error !== undefined, `no sample error for ${row.code}`)
-    if (row.code === 'SOCKGATE_ERR_INVALID_OPTION') assert.equal(row.status, '–')
+    if (row.code === 'SOCKGATE_ERR_INVALID_OPTION' || row.code === 'SOCKGATE_ERR_CONNECT_PROTOCOL') assert.equal(row.status, '–')
     else if (row.code === 'SOCKGATE_ERR_UPGRADE_REFUSED') assert.equal(row.status, "the upstream's")
     else assert.equal(row.status, String(error.statusCode), `status of ${row.code}`)
   }
@@ -149,7 +155,8 @@ test('errors: every error subclass carries a known code and an HTTP status', () 
     const error = make()
     assert.ok(ERROR_CODES.includes(error.code), `${name}: unknown code ${error.code}`)
     assert.ok(Number.isInteger(error.statusCode), `${name}: statusCode ${error.statusCode}`)
-    if (name === 'InvalidOptionError') assert.equal(error.statusCode, 0)
+    // Thrown at set-up, never answered: no status.
+    if (name === 'InvalidOptionError' || name === 'ConnectProtocolError') assert.equal(error.statusCode, 0)
     else assert.ok(error.statusCode >= 400 && error.statusCode <= 599, `${name}: statusCode ${error.statusCode}`)
   }
 })

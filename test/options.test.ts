@@ -44,10 +44,27 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['a negative idle timeout', { target: A, timeouts: { idle: -1 } }, 'timeouts.idle'],
   ['a send timeout of 0', { target: A, timeouts: { send: 0 } }, 'timeouts.send'],
   ['an idle timeout longer than a Node timer allows', { target: A, timeouts: { idle: 2 ** 31 } }, 'timeouts.idle'],
+  ['a max lifetime under a second', { target: A, timeouts: { maxLifetime: 999 } }, 'timeouts.maxLifetime'],
+  ['a negative max lifetime', { target: A, timeouts: { maxLifetime: -1 } }, 'timeouts.maxLifetime'],
+  ['a max lifetime that is not an integer', { target: A, timeouts: { maxLifetime: 60_000.5 } }, 'timeouts.maxLifetime'],
+  ['a max lifetime longer than a Node timer allows', { target: A, timeouts: { maxLifetime: 2 ** 31 } }, 'timeouts.maxLifetime'],
   ['limits that are not an object', { target: A, limits: 1024 }, 'limits'],
   ['an unknown limit', { target: A, limits: { headers: 8192 } }, 'limits.headers'],
   ['a negative body limit', { target: A, limits: { body: -1 } }, 'limits.body'],
   ['a body limit of Infinity', { target: A, limits: { body: Infinity } }, 'limits.body'],
+  ['perClient that is not an object', { target: A, limits: { perClient: 10 } }, 'limits.perClient'],
+  ['a perClient with no limit in it', { target: A, limits: { perClient: { maxClients: 10 } } }, 'limits.perClient'],
+  ['an unknown perClient limit', { target: A, limits: { perClient: { rate: 10 } } }, 'limits.perClient.rate'],
+  ['a perClient connections of 0', { target: A, limits: { perClient: { connections: 0 } } }, 'limits.perClient.connections'],
+  ['a perClient requestsPerSecond of 0', { target: A, limits: { perClient: { requestsPerSecond: 0 } } }, 'limits.perClient.requestsPerSecond'],
+  ['a perClient requestsPerSecond of Infinity', { target: A, limits: { perClient: { requestsPerSecond: Infinity } } }, 'limits.perClient.requestsPerSecond'],
+  ['a perClient burst without requestsPerSecond', { target: A, limits: { perClient: { connections: 2, burst: 5 } } }, 'limits.perClient.burst'],
+  ['a negative perClient burst', { target: A, limits: { perClient: { requestsPerSecond: 5, burst: -1 } } }, 'limits.perClient.burst'],
+  ['a fractional perClient upgradesPerMinute', { target: A, limits: { perClient: { upgradesPerMinute: 1.5 } } }, 'limits.perClient.upgradesPerMinute'],
+  ['a perClient maxClients of 0', { target: A, limits: { perClient: { connections: 2, maxClients: 0 } } }, 'limits.perClient.maxClients'],
+  ['origins that are not a list', { target: A, origins: 'https://app.example.com' }, 'origins'],
+  ['an origin with a path', { target: A, origins: ['https://app.example.com/chat'] }, 'origins[0]'],
+  ['requireOrigin without origins', { target: A, requireOrigin: true }, 'requireOrigin'],
   // Target shorthand
   ['an empty target list', { target: [] }, 'target'],
   ['a target that is not a URL', { target: 'localhost:5001' }, 'target'],
@@ -71,6 +88,11 @@ const REFUSED: Array<[string, unknown, string]> = [
   ['a pool of backups only', { upstreams: { socket_nodes: { servers: [{ url: A, backup: true }] } } }, 'upstreams.socket_nodes.servers'],
   ['an unknown balancing method', pool({ balance: 'ip_hash' }), 'upstreams.socket_nodes.balance'],
   ['a hash balance without a function', pool({ balance: { hash: 'x-user' } }), 'upstreams.socket_nodes.balance'],
+  ['a negative slowStart', pool({ slowStart: -1 }), 'upstreams.socket_nodes.slowStart'],
+  ['a slowStart that is not an integer', pool({ slowStart: 0.5 }), 'upstreams.socket_nodes.slowStart'],
+  ['slowStart with ip-hash', pool({ balance: 'ip-hash', slowStart: 30_000 }), 'upstreams.socket_nodes.slowStart'],
+  ['slowStart with a hash balance', pool({ balance: { hash: () => 'k' }, slowStart: 30_000 }), 'upstreams.socket_nodes.slowStart'],
+  ['slowStart with ip-hash beside target', { target: [A, B], balance: 'ip-hash', slowStart: 30_000 }, 'slowStart'],
   ['a negative maxFails', pool({ maxFails: -1 }), 'upstreams.socket_nodes.maxFails'],
   ['a failTimeout of 0', pool({ failTimeout: 0 }), 'upstreams.socket_nodes.failTimeout'],
   ['tries of 0', pool({ tries: 0 }), 'upstreams.socket_nodes.tries'],
@@ -176,14 +198,25 @@ for (const [old, options, now] of RENAMED) {
 
 // Defaults
 
-test('options: timeouts default to connect 5000, handshake 10000, request 60000, send 60000 and idle 0', () => {
-  assert.deepEqual({ ...normalizeOptions({ target: A }).timeouts }, { connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
-  assert.deepEqual({ ...DEFAULT_TIMEOUTS }, { connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0 })
+test('options: timeouts default to connect 5000, handshake 10000, request 60000, send 60000, idle 0 and maxLifetime 0', () => {
+  const defaults = { connect: 5_000, handshake: 10_000, request: 60_000, send: 60_000, idle: 0, maxLifetime: 0 }
+  assert.deepEqual({ ...normalizeOptions({ target: A }).timeouts }, defaults)
+  assert.deepEqual({ ...DEFAULT_TIMEOUTS }, defaults)
 })
 
 test('options: one timeout given leaves the others at their defaults', () => {
   assert.deepEqual({ ...normalizeOptions({ target: A, timeouts: { request: 120_000 } }).timeouts },
-    { connect: 5_000, handshake: 10_000, request: 120_000, send: 60_000, idle: 0 })
+    { connect: 5_000, handshake: 10_000, request: 120_000, send: 60_000, idle: 0, maxLifetime: 0 })
+})
+
+test('options: limits.perClient is off unless given, and its burst defaults to one second of the rate', () => {
+  assert.equal(normalizeOptions({ target: A }).limits.perClient, null)
+  assert.deepEqual(normalizeOptions({ target: A, limits: { perClient: { requestsPerSecond: 2.5 } } }).limits.perClient,
+    { connections: null, requestsPerSecond: 2.5, burst: 3, upgradesPerMinute: null, maxClients: 65_536 })
+})
+
+test('options: origins is off unless given', () => {
+  assert.equal(normalizeOptions({ target: A }).originAllowed, null)
 })
 
 test('options: limits.body defaults to 1048576 bytes', () => {
@@ -215,6 +248,13 @@ test('options: a pool of two gets round-robin, engine.io stickiness, maxFails 1,
   assert.equal(upstream.health, null)
   assert.equal(upstream.tls, null)
   assert.deepEqual(upstream.sticky, { engineIo: true, store: null, cookie: null })
+})
+
+test('options: slowStart defaults to 0 and is taken beside target with the weighted methods', () => {
+  assert.equal(normalizeOptions(pool()).upstreams[0]?.slowStart, 0)
+  for (const balance of ['round-robin', 'least-conn', 'random-two'] as const) {
+    assert.equal(normalizeOptions({ target: [A, B], balance, slowStart: 30_000 }).upstreams[0]?.slowStart, 30_000)
+  }
 })
 
 test('options: an expectBody RegExp with g or y matches every probe, not every other one', () => {

@@ -24,7 +24,7 @@ export function createLeastConn (): Balancer {
           tied = 1
           continue
         }
-        const cmp = s.active * best.weight - best.active * s.weight
+        const cmp = s.active * best.effectiveWeight - best.active * s.effectiveWeight
         if (cmp < 0) {
           best = s
           tied = 1
@@ -35,7 +35,7 @@ export function createLeastConn (): Balancer {
       // A single winner needs no round-robin bookkeeping, as in nginx.
       if (best === undefined || tied === 1) return best
       const b = best
-      return pickSmoothWeighted(servers, (s) => usable(s) && s.active * b.weight === b.active * s.weight)
+      return pickSmoothWeighted(servers, (s) => usable(s) && s.active * b.effectiveWeight === b.active * s.effectiveWeight)
     },
   }
 }

@@ -8,7 +8,7 @@ function draw (list: readonly UpstreamServer[], total: number, r: number, skip: 
   for (let i = 0; i < list.length; i++) {
     if (i === skip) continue
     lastIncluded = i
-    acc += list[i]!.weight
+    acc += list[i]!.effectiveWeight
     if (r < acc) return i
   }
   // Rounding in the running sum (or weights of 0) can leave r at or past the
@@ -36,15 +36,15 @@ export function createRandomTwo (random: () => number = Math.random): Balancer {
       for (const s of servers) {
         if (!usable(s)) continue
         list.push(s)
-        total += s.weight
+        total += s.effectiveWeight
       }
       if (list.length <= 1) return list[0]
 
       const i = draw(list, total, random() * total, -1)
       const a = list[i]!
-      const j = draw(list, total - a.weight, random() * (total - a.weight), i)
+      const j = draw(list, total - a.effectiveWeight, random() * (total - a.effectiveWeight), i)
       const b = list[j]!
-      return b.active * a.weight < a.active * b.weight ? b : a
+      return b.active * a.effectiveWeight < a.active * b.effectiveWeight ? b : a
     },
   }
 }

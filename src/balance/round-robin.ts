@@ -18,8 +18,8 @@ export function pickSmoothWeighted (
   let total = 0
   for (const s of servers) {
     if (!include(s)) continue
-    s.currentWeight += s.weight
-    total += s.weight
+    s.currentWeight += s.effectiveWeight
+    total += s.effectiveWeight
     if (best === undefined || s.currentWeight > best.currentWeight) best = s
   }
   if (best !== undefined) best.currentWeight -= total

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import type { Pool as ConnectionPool } from 'undici'
 import { createBalancer } from '../balance/index.js'
+import { SlowStart } from '../balance/slow-start.js'
 import { Stickiness } from '../balance/stickiness.js'
 import type { StoreDownListener } from '../balance/session-store.js'
 import { DEFAULT_TIMEOUTS, normalizeServer, type NormalizedOptions, type NormalizedUpstream } from '../options.js'
@@ -49,6 +50,8 @@ export class Pool {
   private readonly onState: StateListener
   /** Sticky sessions (`sticky` option), consulted before the balancer; null when the pool has none. */
   readonly sticky: Stickiness | null
+  /** Ramps servers that come back or join up to their weight (`slowStart`); null when the pool has none. */
+  private readonly slowStart: SlowStart | null
   private readonly timeouts: NormalizedOptions['timeouts']
   /** Each server's keep-alive HTTP connections (undici), made on first use. */
   private readonly connections = new Map<UpstreamServer, ConnectionPool>()
@@ -64,6 +67,7 @@ export class Pool {
     this.timeouts = timeouts
     this.balancer = createBalancer(spec.balance)
     this.sticky = Stickiness.enabled(spec.sticky) ? new Stickiness(spec.sticky, () => this.servers, {}, { pool: spec.name, onStoreDown }) : null
+    this.slowStart = spec.slowStart > 0 ? new SlowStart(spec.slowStart) : null
     const servers = spec.servers.map((s) => new UpstreamServer(s))
     this.primaries = servers.filter((s) => !s.backup)
     this.backups = servers.filter((s) => s.backup)
@@ -97,6 +101,7 @@ export class Pool {
    */
   pick (ctx: PickContext, exclude?: ReadonlySet<UpstreamServer>): UpstreamServer | undefined {
     const now = ctx.now
+    if (this.slowStart?.ramping === true) this.slowStart.advance(now)
     if (this.sticky !== null) {
       const pinned = this.sticky.lookup(ctx.req)
       if (pinned !== undefined && pinned.availableForSticky(now) && exclude?.has(pinned) !== true) return pinned
@@ -161,6 +166,8 @@ export class Pool {
     const wasDown = server.passiveDown(now)
     server.recentFailures = []
     server.passiveUntil = now + failTimeout
+    // Out for failTimeout, then back with no event: its ramp is due from then (the one a success brings is sooner).
+    this.rampUp(server, server.passiveUntil)
     if (!wasDown) this.onState(server, false, 'passive')
   }
 
@@ -170,14 +177,28 @@ export class Pool {
     const wasDown = server.passiveUntil > Date.now()
     server.passiveUntil = 0
     server.recentFailures = []
-    if (wasDown) this.onState(server, true, 'passive-recovered')
+    if (wasDown) {
+      this.rampUp(server)
+      this.onState(server, true, 'passive-recovered')
+    }
   }
 
-  /** Add a server at run time; it takes new work at once. */
+  /**
+   * A server that was out, or is new, takes new work again from `at`: with
+   * `slowStart`, from a tenth of its weight up to all of it over that
+   * window. Every way back in comes here (health checks, passive recovery,
+   * `markUp`, `undrain`, `add`). @internal
+   */
+  rampUp (server: UpstreamServer, at = Date.now()): void {
+    this.slowStart?.begin(server, at)
+  }
+
+  /** Add a server at run time; it takes new work at once (ramping up over `slowStart` when set). */
   add (option: ServerOption): UpstreamServer {
     const spec = normalizeServer(option, `pool(${this.name}).add`)
     if (this.servers.some((s) => s.url === spec.url)) throw new Error(`${spec.url} is already in pool ${this.name}`)
     const server = new UpstreamServer(spec)
+    this.rampUp(server)
     if (server.backup) this.backups = [...this.backups, server]
     else this.primaries = [...this.primaries, server]
     return server
@@ -194,6 +215,7 @@ export class Pool {
     this.primaries = this.primaries.filter((s) => s !== server)
     this.backups = this.backups.filter((s) => s !== server)
     this.sticky?.forgetServer(server)
+    this.slowStart?.forget(server)
     this.connections.get(server)?.close().catch(() => {})
     this.connections.delete(server)
     return server
@@ -220,9 +242,10 @@ export class Pool {
     return server.startDrain(options.timeout ?? DEFAULT_DRAIN_TIMEOUT)
   }
 
-  /** Let a drained server take new sessions again; stops a drain still waiting. */
+  /** Let a drained server take new sessions again (ramping up over `slowStart` when set); stops a drain still waiting. */
   undrain (url: string): boolean {
     const server = this.find(url)
+    if (server?.draining === true) this.rampUp(server)
     server?.stopDrain()
     return server !== undefined
   }
@@ -232,6 +255,7 @@ export class Pool {
     if (server === undefined) return false
     if (server.adminDown !== down) {
       server.adminDown = down
+      if (!down) this.rampUp(server)
       this.onState(server, !down, 'admin')
     }
     return true

@@ -5,7 +5,7 @@ import type { ServerState, ServerStatus } from '../types.js'
 export type UpgradeResult = 'switched' | 'refused' | 'failed' | 'aborted'
 
 /** 2^31 - 1: the longest delay a Node timer supports; a longer one would fire at once. */
-const MAX_TIMER_MS = 2_147_483_647
+export const MAX_TIMER_MS = 2_147_483_647
 
 /** Settings of one server after validation. */
 export interface ServerSpec {
@@ -38,6 +38,8 @@ export class UpstreamServer {
   /** `host:port` as sent in `Host` when `headers.host` is `'upstream'`. */
   readonly hostHeader: string
   weight: number
+  /** The weight the balancers use: `weight`, or less while slow start ramps the server up (nginx `effective_weight`). */
+  effectiveWeight: number
   readonly backup: boolean
   readonly maxConns: number
 
@@ -86,6 +88,7 @@ export class UpstreamServer {
     this.label = spec.name ?? spec.url
     this.hostHeader = u.host
     this.weight = spec.weight
+    this.effectiveWeight = spec.weight
     this.backup = spec.backup
     this.maxConns = spec.maxConns
     this.adminDown = spec.down

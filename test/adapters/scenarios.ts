@@ -74,15 +74,33 @@ export function gatewayOptions (sioUrl: string, echoUrl: string): GatewayOptions
   }
 }
 
+/**
+ * Open a raw WebSocket to the Socket.IO upstream through the app (with `Origin: origin` when given): `'open'`, or
+ * `HTTP <status>` (and ` retry-after <s>` when the refusal says) when the handshake is refused. Left open until the test ends.
+ */
+export function engineIoSocket (t: TestContext, appUrl: string, origin?: string): Promise<{ outcome: string, ws: WebSocket }> {
+  const ws = new WebSocket(`${appUrl.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, origin === undefined ? {} : { origin })
+  t.after(() => ws.terminate())
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve({ outcome: 'open', ws }))
+    ws.once('unexpected-response', (_req, res) => {
+      const retry = res.headers['retry-after']
+      resolve({ outcome: `HTTP ${res.statusCode ?? 0}${retry === undefined ? '' : ` retry-after ${retry}`}`, ws })
+      res.resume()
+    })
+    ws.once('error', reject)
+  })
+}
+
 interface Env {
   app: AppUnderTest
   echo: { url: string, seen: string[] }
 }
 
-async function setup (t: TestContext, build: BuildApp): Promise<Env> {
+async function setup (t: TestContext, build: BuildApp, extra: Partial<GatewayOptions> = {}): Promise<Env> {
   const echo = await echoUpstream(t)
   const sio = await socketIoNode(t, 'sio')
-  const app = await build(t, { gateway: gatewayOptions(sio.url, echo.url) })
+  const app = await build(t, { gateway: { ...gatewayOptions(sio.url, echo.url), ...extra } })
   return { app, echo }
 }
 
@@ -274,6 +292,48 @@ export function runScenarios (adapter: string, build: BuildApp): void {
     assert.equal(await reply, 'own: ping')
     const socket = await connect(t, app.url, { transports: ['websocket'] })
     assert.equal((await socket.emitWithAck('echo', 'x') as EchoAck).node, 'sio')
+  })
+
+  test(name('past limits.perClient.requestsPerSecond a proxied request gets 429 with Retry-After and never reaches the upstream'), async (t) => {
+    const { app, echo } = await setup(t, build, { limits: { perClient: { requestsPerSecond: 1, burst: 0 } } })
+    assert.equal((await request(app.url).get('/a').set('Host', 'proxied.test')).status, 200)
+    const limited = await request(app.url).get('/b').set('Host', 'proxied.test')
+    assert.deepEqual([limited.status, limited.headers['retry-after']], [429, '1'])
+    assert.match(limited.text, /limits\.perClient\.requestsPerSecond/)
+    assert.deepEqual(echo.seen, ['/a'])
+    // The app's own routes and assets are not the gateway's to limit.
+    assert.equal((await request(app.url).get('/assets/app.js')).status, 200)
+    assert.equal((await request(app.url).get('/app/after')).status, 200)
+  })
+
+  test(name('past limits.perClient.connections an upgrade gets 429 with Retry-After until the open tunnel closes'), async (t) => {
+    const { app } = await setup(t, build, { limits: { perClient: { connections: 1 } } })
+    const first = await engineIoSocket(t, app.url)
+    assert.equal(first.outcome, 'open')
+    assert.equal((await engineIoSocket(t, app.url)).outcome, 'HTTP 429 retry-after 1')
+    first.ws.close()
+    await new Promise((resolve) => first.ws.once('close', resolve))
+    let outcome = ''
+    for (let i = 0; i < 100 && outcome !== 'open'; i++) {
+      outcome = (await engineIoSocket(t, app.url)).outcome
+      if (outcome !== 'open') await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    assert.equal(outcome, 'open')
+  })
+
+  test(name('origins: an upgrade from an unlisted origin gets 403, one from a listed origin its tunnel'), async (t) => {
+    const { app } = await setup(t, build, { origins: ['https://app.example.com', 'https://*.example.com'] })
+    assert.equal((await engineIoSocket(t, app.url, 'https://evil.example')).outcome, 'HTTP 403')
+    assert.equal((await engineIoSocket(t, app.url, 'https://example.com')).outcome, 'HTTP 403')
+    assert.equal((await engineIoSocket(t, app.url, 'https://app.example.com:443')).outcome, 'open')
+    assert.equal((await engineIoSocket(t, app.url, 'https://eu.chat.example.com')).outcome, 'open')
+    assert.equal((await engineIoSocket(t, app.url)).outcome, 'open', 'no Origin passes without requireOrigin')
+  })
+
+  test(name('origins with requireOrigin: an upgrade without Origin gets 403'), async (t) => {
+    const { app } = await setup(t, build, { origins: ['https://app.example.com'], requireOrigin: true })
+    assert.equal((await engineIoSocket(t, app.url)).outcome, 'HTTP 403')
+    assert.equal((await engineIoSocket(t, app.url, 'https://app.example.com')).outcome, 'open')
   })
 
   test(name('an upgrade no route matches is not tunnelled'), async (t) => {

@@ -32,7 +32,7 @@ export async function recordingUpstream (t: TestContext, name = 'up'): Promise<{
  * Open a WebSocket to `url`, send `message`, and resolve with the first
  * reply; or with `HTTP <status>` when the handshake is refused.
  */
-export function wsRoundTrip (t: TestContext, url: string, message = 'hi', opts: { ca?: string | Buffer } = {}): Promise<string> {
+export function wsRoundTrip (t: TestContext, url: string, message = 'hi', opts: { ca?: string | Buffer, origin?: string } = {}): Promise<string> {
   const ws = new WebSocket(url.replace(/^http/, 'ws'), opts)
   t.after(() => ws.terminate())
   return new Promise((resolve, reject) => {
