@@ -41,6 +41,9 @@ export interface AppSettings {
 
 /** A demo app that can listen and be closed. */
 export interface DemoApp {
+  /** The gateway in front of the nodes, and the server it is attached to (what sockgate/cluster drains). */
+  gateway: Gateway
+  server: http.Server
   /** Listen on `port` (0: any free one) and resolve with the app's origin (`/` redirects to the page). */
   listen: (port: number, host: string) => Promise<string>
   /** Close the gateway (open tunnels get a moment to finish) and the server. */
@@ -105,7 +108,7 @@ function createExpressApp ({ gateway, publicDir, config, controls: makeControls 
   app.get('/', (_req, res) => { res.redirect(PAGE) })
   const server = http.createServer(app)
   proxy.attach(server)
-  return { listen: listenOn(server), close: closeServer(server, proxy.gateway) }
+  return { gateway: proxy.gateway, server, listen: listenOn(server), close: closeServer(server, proxy.gateway) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +140,7 @@ function createKoaApp ({ gateway, publicDir, config, controls: makeControls }: A
   })
   const server = http.createServer(app.callback())
   proxy.attach(server)
-  return { listen: listenOn(server), close: closeServer(server, proxy.gateway) }
+  return { gateway: proxy.gateway, server, listen: listenOn(server), close: closeServer(server, proxy.gateway) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,6 +162,8 @@ async function createFastifyApp ({ gateway, publicDir, config, controls: makeCon
   })
   app.get('/', async (_request, reply) => reply.redirect(PAGE))
   return {
+    gateway: app.sockgate,
+    server: app.server,
     listen: async (port, host) => {
       await app.listen({ port, host })
       return origin(app.server)
@@ -221,5 +226,5 @@ function createCoreApp ({ gateway: options, publicDir, config, controls: makeCon
     })
   })
   gateway.attach(server)
-  return { listen: listenOn(server), close: closeServer(server, gateway) }
+  return { gateway, server, listen: listenOn(server), close: closeServer(server, gateway) }
 }

@@ -2,8 +2,10 @@
  * The chat page's stop / start / drain buttons, behind every framework's
  * `GET /demo/nodes` and `POST /demo/nodes/:name/:action` routes: what each
  * node is doing, what the gateway thinks of it, and the three actions.
+ * The actions run where the nodes are: in this process (`localActions`),
+ * or, with `--redis`, in the primary process (demo/across-processes.ts).
  */
-import type { Gateway, Logger, ServerState } from '../src/index.js'
+import type { DrainOptions, Gateway, Logger, ServerState } from '../src/index.js'
 import type { ChatNodes } from './nodes.js'
 
 /** A node as the page's control panel shows it. */
@@ -42,28 +44,34 @@ export const CONTROL_PATH = /^\/demo\/nodes\/([^/?]+)\/([^/?]+)$/
  */
 export const DRAIN_TIMEOUT_MS = 5_000
 
-const ACTIONS = ['stop', 'start', 'drain'] as const
-type Action = typeof ACTIONS[number]
+export const ACTIONS = ['stop', 'start', 'drain'] as const
+export type Action = typeof ACTIONS[number]
 
-/** Controls for `nodes`, which are the servers of the gateway's pool `pool`; `logger` records what was done. */
-export function nodeControls (nodes: ChatNodes, gateway: Gateway, pool: string, logger: Logger): NodeControls {
+/** A node's own state, as the place that runs the actions knows it. */
+export interface NodeState {
+  name: string
+  url: string
+  listening: boolean
+  drained: boolean
+}
+
+/** Where the page's actions take effect. */
+export interface NodeActions {
+  /** Every node, in order. */
+  states: () => NodeState[]
+  /** Run `action` on the node named `name` (both known to exist). */
+  run: (name: string, action: Action) => Promise<void>
+}
+
+/** The part of a pool a drain needs: one gateway's pool, or every worker's at once. */
+export interface Drainable {
+  drain: (url: string, options: DrainOptions) => Promise<unknown>
+  undrain: (url: string) => unknown
+}
+
+/** Actions on `nodes`, which run in this process; drains go to `pool`; `logger` records what was done. */
+export function localActions (nodes: ChatNodes, pool: Drainable, logger: Logger): NodeActions {
   const drained = new Set<string>()
-
-  const view = (name: string): NodeView => {
-    const node = nodes.find(name)!
-    const server = gateway.status().pools[pool]?.servers.find((s) => s.url === node.url)
-    return {
-      name,
-      url: node.url,
-      listening: node.listening,
-      drained: drained.has(name),
-      gateway: {
-        state: server?.state ?? 'down',
-        reason: server?.reason ?? null,
-        activeTunnels: server?.activeTunnels ?? 0,
-      },
-    }
-  }
 
   const run = async (name: string, action: Action): Promise<void> => {
     const node = nodes.find(name)!
@@ -75,7 +83,7 @@ export function nodeControls (nodes: ChatNodes, gateway: Gateway, pool: string, 
         break
       case 'start':
         if (drained.delete(name)) {
-          gateway.pool(pool).undrain(node.url)
+          pool.undrain(node.url)
           logger.info(record, `demo: ${name} undrained from the page (it takes new sessions again)`)
         }
         if (!node.listening) {
@@ -88,7 +96,7 @@ export function nodeControls (nodes: ChatNodes, gateway: Gateway, pool: string, 
         drained.add(name)
         logger.info({ ...record, timeout: DRAIN_TIMEOUT_MS }, `demo: ${name} draining from the page (no new sessions; its tunnels end within ${DRAIN_TIMEOUT_MS} ms)`)
         // The answer does not wait for the drain: the page watches it happen.
-        gateway.pool(pool).drain(node.url, { timeout: DRAIN_TIMEOUT_MS }).then(() => {
+        pool.drain(node.url, { timeout: DRAIN_TIMEOUT_MS }).then(() => {
           if (drained.has(name)) logger.info(record, `demo: ${name} drained (no open tunnels left)`)
         }, (err: unknown) => logger.error({ ...record, err }, `demo: draining ${name} failed`))
         break
@@ -96,15 +104,36 @@ export function nodeControls (nodes: ChatNodes, gateway: Gateway, pool: string, 
   }
 
   return {
-    list: () => nodes.nodes.map((n) => view(n.name)),
+    states: () => nodes.nodes.map((n) => ({ name: n.name, url: n.url, listening: n.listening, drained: drained.has(n.name) })),
+    run,
+  }
+}
+
+/** The page's controls over `actions`, showing what `gateway` (whose pool `pool` holds the nodes) sees of each node. */
+export function nodeControls (actions: NodeActions, gateway: Gateway, pool: string, logger: Logger): NodeControls {
+  const view = (node: NodeState): NodeView => {
+    const server = gateway.status().pools[pool]?.servers.find((s) => s.url === node.url)
+    return {
+      ...node,
+      gateway: {
+        state: server?.state ?? 'down',
+        reason: server?.reason ?? null,
+        activeTunnels: server?.activeTunnels ?? 0,
+      },
+    }
+  }
+  const find = (name: string): NodeState | undefined => actions.states().find((n) => n.name === name)
+
+  return {
+    list: () => actions.states().map(view),
     act: async (name, action) => {
-      if (nodes.find(name) === undefined) return { status: 404, body: { error: `no node named ${JSON.stringify(name)}` } }
+      if (find(name) === undefined) return { status: 404, body: { error: `no node named ${JSON.stringify(name)}` } }
       if (!(ACTIONS as readonly string[]).includes(action)) {
         return { status: 404, body: { error: `no action ${JSON.stringify(action)}: use ${ACTIONS.join(', ')}` } }
       }
       try {
-        await run(name, action as Action)
-        return { status: 200, body: view(name) }
+        await actions.run(name, action as Action)
+        return { status: 200, body: view(find(name)!) }
       } catch (err) {
         logger.error({ name, err }, `demo: ${action} ${name} failed`)
         return { status: 500, body: { error: (err as Error).message } }

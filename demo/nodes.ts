@@ -3,13 +3,15 @@
  * joined by a tiny in-process adapter so `io.emit()` on one node reaches the
  * clients of every node: what `@socket.io/redis-adapter` or
  * `@socket.io/cluster-adapter` do across processes, without the processes.
+ * (With `--redis`, each node is a process of its own, demo/node-process.ts,
+ * and the Redis adapter joins them.)
  *
  * A node can be stopped (as if its process died) and started again on the
  * same port, so the page can show what the gateway does when a node goes away.
  */
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import { Server } from 'socket.io'
+import { Server, type ServerOptions } from 'socket.io'
 import { Adapter, type BroadcastOptions } from 'socket.io-adapter'
 
 /** A chat message as the nodes send it to every client. */
@@ -84,18 +86,22 @@ interface Running {
 }
 
 /** One chat node: a Socket.IO server on a fixed loopback port that can be stopped and started again. */
-export class ChatNode {
+export class ChatNode implements DemoNode {
   readonly name: string
-  private readonly bus: Set<BusAdapter>
+  /** What joins this node's broadcasts to the other nodes'. */
+  private readonly adapter: ServerOptions['adapter']
+  /** Makes the node's engine.io session ids, when not engine.io's own. */
+  private readonly generateId: (() => string) | undefined
   /** 0 until the first start picks a free port; every later start listens on the same one. */
   private port = 0
   private running: Running | null = null
   /** Start, stop and shutdown run one after the other, so two quick clicks cannot interleave. */
   private queue: Promise<void> = Promise.resolve()
 
-  constructor (name: string, bus: Set<BusAdapter>) {
+  constructor (name: string, adapter: ServerOptions['adapter'], generateId?: () => string) {
     this.name = name
-    this.bus = bus
+    this.adapter = adapter
+    this.generateId = generateId
   }
 
   /** `http://127.0.0.1:<port>`, the same before and after a restart. */
@@ -155,7 +161,8 @@ export class ChatNode {
     })
     this.port = (server.address() as AddressInfo).port
     // serveClient (the default) makes every node answer /socket.io/socket.io.js; the page loads it through sockgate.
-    const io = new Server(server, { adapter: busAdapter(this.bus) })
+    const io = new Server(server, { adapter: this.adapter })
+    if (this.generateId !== undefined) io.engine.generateId = this.generateId
     const connections = new Set<EngineSocket>()
     io.engine.on('connection', (conn: EngineSocket) => {
       connections.add(conn)
@@ -215,21 +222,31 @@ function connectionsClosed (connections: Set<EngineSocket>, ms: number): Promise
   })
 }
 
+/** A chat node as the controls use it, in this process (`ChatNode`) or in its own. */
+export interface DemoNode {
+  readonly name: string
+  readonly url: string
+  readonly listening: boolean
+  start: () => Promise<void>
+  stop: () => Promise<void>
+  shutdown: () => Promise<void>
+}
+
 /** The running nodes and how to shut them all down. */
 export interface ChatNodes {
-  nodes: ChatNode[]
+  nodes: DemoNode[]
   /** The node named `name`, if there is one. */
-  find: (name: string) => ChatNode | undefined
+  find: (name: string) => DemoNode | undefined
   /** Shut every node down cleanly (see `ChatNode.shutdown`). */
   close: () => Promise<void>
 }
 
 /** Start `count` nodes, `node-1` to `node-<count>`, on 127.0.0.1 (ports picked by the OS), sharing broadcasts. */
 export async function startNodes (count = 3): Promise<ChatNodes> {
-  const bus = new Set<BusAdapter>()
+  const adapter = busAdapter(new Set<BusAdapter>())
   const nodes: ChatNode[] = []
   for (let i = 1; i <= count; i++) {
-    const node = new ChatNode(`node-${i}`, bus)
+    const node = new ChatNode(`node-${i}`, adapter)
     await node.start()
     nodes.push(node)
   }

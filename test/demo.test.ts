@@ -10,6 +10,7 @@ import { after, before, describe, test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { io as connect, type Socket } from 'socket.io-client'
+import { redisSkip } from './helpers/redis.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CHROMIUM = '/usr/bin/chromium'
@@ -410,3 +411,92 @@ for (const framework of ['express', 'koa', 'fastify', 'core']) {
     })
   })
 }
+
+test('demo --redis: without redis-server on the machine, exits with code 1 and names the package to install', async () => {
+  // An empty PATH hides redis-server; node itself is started by its full path.
+  const child = spawn(process.execPath, ['--import', 'tsx', 'demo/server.ts', '--redis'], {
+    cwd: ROOT,
+    env: { ...process.env, PATH: '/nonexistent', PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk })
+  const [code] = await once(child, 'exit') as [number | null]
+  assert.equal(code, 1)
+  assert.match(stderr, /--redis needs redis-server on this machine: install it with `apt-get install redis-server`/)
+})
+
+// --redis: the nodes are processes of their own joined by Redis, the gateway two sockgate/cluster workers.
+describe('demo --redis, across processes', { skip: redisSkip }, () => {
+  let demo: Demo
+  before(async () => { demo = await startDemo(['--redis']) })
+  after(() => { if (demo !== undefined) stopDemo(demo) })
+
+  /** The PIDs the banner printed: the nodes', the workers' and redis-server's. */
+  const banner = async (): Promise<{ nodes: number[], workers: number[], redis: number }> => {
+    // startDemo returns at the banner's first line; the PIDs come a few lines later.
+    await waitForLine(demo, (l) => l.includes('gateway workers'), 0)
+    const text = demo.output.join('\n')
+    const list = (re: RegExp): number[] => (re.exec(text)?.[1] ?? '').split(', ').map(Number)
+    return {
+      nodes: list(/the nodes are processes \(pids ([\d, ]+)\)/),
+      workers: list(/gateway workers \(sockgate\/cluster, pids ([\d, ]+)\)/),
+      redis: list(/redis-server at redis:\/\/127\.0\.0\.1:\d+ \(pid (\d+)\)/)[0]!,
+    }
+  }
+
+  test('demo --redis: the banner names three node processes, two gateway workers and a redis-server, all running', async () => {
+    const { nodes, workers, redis } = await banner()
+    assert.equal(nodes.length, 3)
+    assert.equal(workers.length, 2)
+    for (const pid of [...nodes, ...workers, redis]) process.kill(pid, 0)
+    assert.equal(new Set([...nodes, ...workers, redis, demo.child.pid]).size, 7, 'every part is a process of its own')
+  })
+
+  test('demo --redis: Drain from the page reaches both workers: no new session lands on the drained node until Start', async (t) => {
+    t.after(() => restoreNode(demo.url, 'node-2'))
+    assert.equal((await control(demo.url, 'node-2', 'drain')).body.drained, true)
+    // Each new connection goes to one worker or the other; every one of them must know of the drain.
+    for (let i = 0; i < 6; i++) assert.notEqual((await connectClient(t, demo.url)).node, 'node-2')
+    assert.equal((await control(demo.url, 'node-2', 'start')).body.drained, false)
+  })
+
+  test('demo --redis: Stop from the page closes the node process\'s port and Start opens it again', async (t) => {
+    t.after(() => restoreNode(demo.url, 'node-3'))
+    const listed = await (await fetch(`${demo.url}/demo/nodes`)).json() as NodeView[]
+    const node3 = listed.find((n) => n.name === 'node-3')!
+    const probe = (): Promise<Response> => fetch(`${node3.url}/socket.io/socket.io.js`)
+    assert.equal((await probe()).status, 200)
+    assert.equal((await control(demo.url, 'node-3', 'stop')).body.listening, false)
+    await assert.rejects(probe(), (err: Error) => (err.cause as { code?: string } | undefined)?.code === 'ECONNREFUSED')
+    // Another request may reach the other worker: it knows the node is stopped too.
+    for (let i = 0; i < 2; i++) {
+      const again = await (await fetch(`${demo.url}/demo/nodes`)).json() as NodeView[]
+      assert.equal(again.find((n) => n.name === 'node-3')?.listening, false)
+    }
+    assert.equal((await control(demo.url, 'node-3', 'start')).body.listening, true)
+    assert.equal((await probe()).status, 200)
+  })
+
+  describe('in Chromium', { skip: browserSkip }, () => {
+    let browser: Browser
+    before(async () => {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
+    })
+    after(() => browser?.close())
+
+    test('demo --redis: a message typed in one page reaches a page on another node process, through Redis', async (t) => {
+      await chatAcross(t, browser, demo.url, 'both', 'websocket')
+    })
+  })
+
+  // Last: it ends this demo.
+  test('demo --redis: exits with code 0 after SIGINT and leaves no node process, worker or redis-server behind', async () => {
+    const { nodes, workers, redis } = await banner()
+    demo.child.kill('SIGINT')
+    const [code, signal] = await demo.exited
+    assert.deepEqual({ code, signal }, { code: 0, signal: null }, demo.output.join('\n'))
+    const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+    await until('processes left running', async () => [...nodes, ...workers, redis].filter(alive).length, 0)
+  })
+})
