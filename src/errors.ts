@@ -242,7 +242,8 @@ export class StickyMissError extends SockgateError {
 }
 
 /**
- * The shared session store (`sticky.engineIo.store`, Redis) stopped working:
+ * The shared session store (`sticky.engineIo.store`, Redis, or the table of
+ * the sockgate/cluster primary) stopped working:
  * reported once, until it works again. Requests are not refused: those
  * whose session neither its sid's name nor this gateway places go on
  * balanced, so 503 is only what the store itself is.
@@ -253,7 +254,9 @@ export class StickyStoreError extends SockgateError {
     const detail = cause === undefined ? '' : ` (${cause instanceof Error ? cause.message : String(cause)})`
     super('SOCKGATE_ERR_STICKY_STORE', 503,
       `The sticky session store of pool "${pool}" (${client}) ${why}${detail}; until it answers, requests for sessions this ` +
-      'gateway has not seen are balanced without a pin and their clients reconnect. Check that Redis runs and is reachable from the gateway.',
+      'gateway has not seen are balanced without a pin and their clients reconnect. ' + (client === 'cluster'
+        ? 'The sockgate/cluster primary keeps this table: check that it runs and is not blocked (CPU-bound, stopped).'
+        : 'Check that Redis runs and is reachable from the gateway.'),
       { cause })
     this.name = 'StickyStoreError'
   }

@@ -8,6 +8,7 @@ import { compileOrigins, type OriginCheck } from './origin.js'
 import { compileTrust, type TrustPredicate } from './trust.js'
 import { defaultStickySecret } from './balance/sticky.js'
 import { redisSessionStore, type SessionStore } from './balance/session-store.js'
+import { boxSessionStore } from './cluster/sessions.js'
 import { isServerName } from './engine-io-id.js'
 import type { ServerSpec } from './upstream/server.js'
 import type {
@@ -384,6 +385,9 @@ function normalizeUpstream (name: string, value: UpstreamOptions, path: string, 
     }
     sticky = { engineIo: engineIo === undefined ? engineIoDefault : engineIo !== false, store, cookie: cookieSpec }
   }
+  // Under sockgate/cluster the workers learn into one table the primary keeps, as nginx's workers share a zone:
+  // a polling client's next connection may go to any worker.
+  if (sticky.engineIo && sticky.store === null) sticky = { ...sticky, store: boxSessionStore() }
   if (value.tls !== undefined && !isObject(value.tls)) fail(`${at}tls`, 'must be { ca?, rejectUnauthorized?, servername? }')
   if (value.tls !== undefined) {
     checkKeys(value.tls, `${at}tls`, ['ca', 'rejectUnauthorized', 'servername'])

@@ -19,10 +19,10 @@ export const MAX_PENDING_LOOKUPS = 1024
 /** Longest sid looked up: engine.io's are 20 characters and named ones under 90; anything longer is not a session of ours. */
 const MAX_SID_LENGTH = 256
 
-/** The four Redis commands the shared table needs, whatever the client library. */
+/** The four Redis commands the shared table needs, whatever the client library (or sockgate/cluster's primary, `'cluster'`). */
 export interface SessionStore {
   /** Which library the client is, for messages. */
-  readonly kind: 'ioredis' | 'node-redis'
+  readonly kind: 'ioredis' | 'node-redis' | 'cluster'
   /** The client is connected now; while it is not, nothing is sent (the library would queue it). */
   ready (): boolean
   get (key: string): Promise<string | null>

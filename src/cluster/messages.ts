@@ -30,6 +30,12 @@ export type WorkerMessage =
   | { sockgate: 'cluster', type: 'ask', id: number, query: FiguresQuery }
   /** A worker's own figures, for a gathering of the primary's. */
   | { sockgate: 'cluster', type: 'part', id: number, value: GatewayStatus | string | null }
+  /** The box's learned engine.io sessions (src/cluster/sessions.ts): which server holds the session under `key`. */
+  | { sockgate: 'cluster', type: 'sid-get', id: number, key: string }
+  | { sockgate: 'cluster', type: 'sid-set', key: string, value: string }
+  | { sockgate: 'cluster', type: 'sid-del', key: string }
+  /** The session is still in use: it lives another idle time. */
+  | { sockgate: 'cluster', type: 'sid-touch', key: string }
 
 export type PrimaryMessage =
   /** Send your own figures. */
@@ -37,6 +43,8 @@ export type PrimaryMessage =
   /** The whole box's figures, for an `ask`. */
   | { sockgate: 'cluster', type: 'answer', id: number, value: GatewayStatus | string }
   | { sockgate: 'cluster', type: 'shutdown', drain: number }
+  /** The answer to a `sid-get`: the server's URL, or null when the box knows no such session. */
+  | { sockgate: 'cluster', type: 'sid', id: number, value: string | null }
 
 export function isClusterMessage<T extends WorkerMessage | PrimaryMessage> (msg: unknown): msg is T {
   return typeof msg === 'object' && msg !== null && (msg as { sockgate?: unknown }).sockgate === 'cluster'

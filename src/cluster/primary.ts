@@ -9,6 +9,7 @@ import { SockgateError, type ErrorCode } from '../errors.js'
 import type { NormalizedClusterOptions } from '../options.js'
 import type { GatewayStatus, Logger } from '../types.js'
 import { mergeMetrics, mergeStatus, type WorkerPart } from './merge.js'
+import { BoxSessions } from './sessions.js'
 import {
   GATHER_TIMEOUT_MS, isClusterMessage, WORKER_ENV, type FiguresQuery, type PrimaryMessage, type RemoteError, type WorkerMessage,
 } from './messages.js'
@@ -61,6 +62,8 @@ export class Primary implements ClusterPrimary {
   private readonly log: Logger
   private readonly slots: Slot[]
   private readonly gatherings = new Map<number, Gathering>()
+  /** The learned engine.io sessions of every worker: kept here, so they outlive any one worker. */
+  private readonly sessions = new BoxSessions()
   private nextGathering = 1
   private starting: { resolve: () => void, reject: (err: Error) => void } | undefined
   private closing: Promise<void> | undefined
@@ -123,6 +126,14 @@ export class Primary implements ClusterPrimary {
         if (gathering === undefined || worker.process.pid === undefined) return
         gathering.parts.set(worker.process.pid, msg.value)
         if ([...gathering.parts.values()].every((v) => v !== null)) this.answer(msg.id)
+        return
+      }
+      case 'sid-get':
+      case 'sid-set':
+      case 'sid-del':
+      case 'sid-touch': {
+        const answer = this.sessions.handle(msg)
+        if (answer !== undefined) this.post(worker, answer)
       }
     }
   }
