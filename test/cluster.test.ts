@@ -15,6 +15,7 @@ import { mergeMetrics, mergeStatus } from '../src/cluster/merge.js'
 import { renderStatusHtml } from '../src/status.js'
 import { startCluster, type ClusterApp } from '../src/cluster.js'
 import { listen } from './helpers/servers.js'
+import { emitAcks, socketIoClient, socketIoCluster, type SocketIoNode } from './helpers/balance.js'
 import { sleep } from './helpers/cluster.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/cluster-app.ts', import.meta.url))
@@ -311,6 +312,58 @@ test('cluster: a second SIGTERM during the drain kills the workers and the prima
       }
     })
   }
+})
+
+/** Which worker forwarded each request (and upgrade) of a session to which node: `sid` → node name → worker pids. */
+function recordSessions (nodes: readonly SocketIoNode[]): Map<string, Map<string, Set<number>>> {
+  const seen = new Map<string, Map<string, Set<number>>>()
+  for (const node of nodes) {
+    const record = (req: http.IncomingMessage): void => {
+      const sid = new URL(req.url ?? '/', 'http://x').searchParams.get('sid')
+      if (sid === null) return
+      let byNode = seen.get(sid)
+      if (byNode === undefined) seen.set(sid, byNode = new Map())
+      let pids = byNode.get(node.name)
+      if (pids === undefined) byNode.set(node.name, pids = new Set())
+      pids.add(Number(req.headers['x-worker-pid']))
+    }
+    node.server.prependListener('request', record)
+    node.server.prependListener('upgrade', record)
+  }
+  return seen
+}
+
+test('cluster: with the default options a Socket.IO session lives while its requests reach both workers (one learned table per box)', TEST_TIMEOUT, async (t) => {
+  const nodes = await socketIoCluster(t, 2)
+  const sessions = recordSessions(nodes)
+  const box = await startBox(t, { CLUSTER_UPSTREAM: nodes.map((n) => n.url).join(',') })
+  const url = `http://127.0.0.1:${box.port}`
+
+  for (const transports of [['polling'], ['polling', 'websocket']]) {
+    await t.test(`transports: ${transports.join(', ')}`, async (t) => {
+      // No reconnection: a session that breaks shows as a disconnect, not as a new session.
+      const socket = socketIoClient(t, url, { transports, reconnection: false })
+      let disconnects = 0
+      socket.on('disconnect', () => { disconnects++ })
+      await within('the connection', 10_000, new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve())
+        socket.once('connect_error', reject)
+      }))
+      const sid = socket.io.engine.id
+      const acks = await emitAcks(socket, 12)
+      assert.equal(acks.filter((a) => a === undefined).length, 0, 'every emit is acked')
+      assert.equal(new Set(acks).size, 1, 'one node acked them all')
+      assert.equal(socket.io.engine.id, sid, 'the same engine.io session throughout')
+      assert.equal(disconnects, 0)
+      if (transports.includes('websocket')) assert.equal(socket.io.engine.transport.name, 'websocket')
+      const byNode = sessions.get(sid)!
+      assert.deepEqual([...byNode.keys()], [acks[0]], 'every request of the session reached its node')
+      // The workers really took turns: without one table, the worker that did not see the handshake balances afresh.
+      assert.deepEqual([...byNode.get(acks[0]!)!].sort(), [...box.pids].sort())
+    })
+  }
+  assert.equal(nodes.reduce((n, node) => n + node.unknownSid(), 0), 0, 'no "Session ID unknown"')
+  assert.equal(nodes.reduce((n, node) => n + node.connections(), 0), 2, 'one Socket.IO connection per client')
 })
 
 test('cluster: a sticky cookie without a secret is refused in a worker, and startCluster() fails with the fix', TEST_TIMEOUT, async (t) => {
