@@ -12,10 +12,12 @@ import { fileURLToPath } from 'node:url'
 import WebSocket, { WebSocketServer } from 'ws'
 import type { GatewayStatus, ServerStatus } from '../src/index.js'
 import { mergeMetrics, mergeStatus } from '../src/cluster/merge.js'
+import { BoxSessions } from '../src/cluster/sessions.js'
+import { StickyStoreError } from '../src/errors.js'
 import { renderStatusHtml } from '../src/status.js'
 import { startCluster, type ClusterApp } from '../src/cluster.js'
 import { listen } from './helpers/servers.js'
-import { emitAcks, socketIoClient, socketIoCluster, type SocketIoNode } from './helpers/balance.js'
+import { emitAcks, request, socketIoClient, socketIoCluster, type SocketIoNode } from './helpers/balance.js'
 import { sleep } from './helpers/cluster.js'
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/cluster-app.ts', import.meta.url))
@@ -362,6 +364,27 @@ test('cluster: with the default options a Socket.IO session lives while its requ
       assert.deepEqual([...byNode.get(acks[0]!)!].sort(), [...box.pids].sort())
     })
   }
+
+  await t.test('the table outlives a worker: its replacement finds a session opened before it started', async () => {
+    const polling = '/socket.io/?EIO=4&transport=polling'
+    const sid = (JSON.parse((await request(box.port, polling)).body.slice(1)) as { sid: string }).sid
+    const [victim] = box.pids as [number, number]
+    signal(victim, 'SIGKILL')
+    const pids = await eventually('a replacement worker', 15_000, async () => {
+      const now = (await status(box)).cluster?.workers.filter((w) => w.answered).map((w) => w.pid) ?? []
+      return now.length === 2 && !now.includes(victim) ? now : undefined
+    })
+    // Engine.io pongs: each a request of the session on a connection of its own, answered "ok" only by its node.
+    for (let i = 0; i < 6; i++) {
+      const res = await request(box.port, `${polling}&sid=${sid}`, { method: 'POST', body: '3', headers: { 'content-type': 'text/plain' } })
+      assert.equal(res.status, 200, res.body)
+    }
+    const byNode = sessions.get(sid)!
+    assert.equal(byNode.size, 1, 'every request of the session reached its node')
+    const workers = [...byNode.values()][0]!
+    for (const pid of pids) assert.ok(workers.has(pid), `worker ${pid} forwarded some`)
+  })
+
   assert.equal(nodes.reduce((n, node) => n + node.unknownSid(), 0), 0, 'no "Session ID unknown"')
   assert.equal(nodes.reduce((n, node) => n + node.connections(), 0), 2, 'one Socket.IO connection per client')
 })
@@ -429,6 +452,22 @@ test('cluster merge: metrics add up counters and counting gauges, and up is 1 on
     '# HELP sockgate_cluster_workers Workers of the sockgate/cluster box asked for these figures.\n# TYPE sockgate_cluster_workers gauge\nsockgate_cluster_workers 3\n' +
     '# HELP sockgate_cluster_workers_answered Workers whose figures are counted here (the others did not answer in time).\n' +
     '# TYPE sockgate_cluster_workers_answered gauge\nsockgate_cluster_workers_answered 2\n')
+})
+
+test('cluster sessions: the primary\'s table answers gets by request id, forgets deleted sessions, and its failure names the primary', () => {
+  const box = new BoxSessions()
+  const get = (id: number, key: string) => box.handle({ sockgate: 'cluster', type: 'sid-get', id, key })
+  assert.deepEqual(get(1, 'sockgate:sid:p:a'), { sockgate: 'cluster', type: 'sid', id: 1, value: null })
+  assert.equal(box.handle({ sockgate: 'cluster', type: 'sid-set', key: 'sockgate:sid:p:a', value: 'http://127.0.0.1:5001' }), undefined)
+  assert.equal(box.handle({ sockgate: 'cluster', type: 'sid-touch', key: 'sockgate:sid:p:a' }), undefined)
+  assert.deepEqual(get(2, 'sockgate:sid:p:a'), { sockgate: 'cluster', type: 'sid', id: 2, value: 'http://127.0.0.1:5001' })
+  assert.equal(get(3, 'sockgate:sid:q:a')?.value, null, 'keys are per pool')
+  box.handle({ sockgate: 'cluster', type: 'sid-del', key: 'sockgate:sid:p:a' })
+  assert.equal(get(4, 'sockgate:sid:p:a')?.value, null)
+  const error = new StickyStoreError('p', 'cluster', 'did not answer within 150 ms')
+  assert.equal(error.code, 'SOCKGATE_ERR_STICKY_STORE')
+  assert.match(error.message, /^The sticky session store of pool "p" \(cluster\) did not answer within 150 ms; .+ The sockgate\/cluster primary keeps this table: check that it runs/)
+  assert.doesNotMatch(error.message, /Redis/)
 })
 
 test('cluster: startCluster() refuses bad options before it forks anything, naming the option', async () => {

@@ -26,7 +26,7 @@ export class BoxSessions {
   readonly #table = new SessionTable<string>()
 
   /** Apply a worker's message; for a `sid-get`, the answer to send back. */
-  handle (msg: SessionMessage): PrimaryMessage | undefined {
+  handle (msg: SessionMessage): Extract<PrimaryMessage, { type: 'sid' }> | undefined {
     switch (msg.type) {
       case 'sid-get':
         return { sockgate: 'cluster', type: 'sid', id: msg.id, value: this.#table.get(msg.key) ?? null }
