@@ -1,20 +1,18 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
-import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, test, type TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
 import { io as connect, type Socket } from 'socket.io-client'
+import { browserSkip, useBrowser } from './helpers/chromium.js'
 import { redisSkip } from './helpers/redis.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const CHROMIUM = '/usr/bin/chromium'
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync']
 /** Set to a directory to keep a screenshot of the chat page from each browser test. */
 const SCREENSHOT_DIR = process.env.SOCKGATE_DEMO_SCREENSHOTS
 /** Pages opened, at most, to find two on different nodes; the demo balances round-robin, so the second page usually is. */
@@ -23,11 +21,6 @@ const MAX_PAGES = 12
 const STATE_DEADLINE_MS = 10_000
 /** Between two looks at the gateway's status while waiting for a state. */
 const POLL_MS = 200
-
-// Without Chromium the browser tests are skipped on a developer machine, never on CI.
-const browserSkip = existsSync(CHROMIUM) || process.env.CI === 'true'
-  ? false
-  : `Chromium not found at ${CHROMIUM}: install it with \`apt-get install chromium\` to run the browser tests`
 
 interface Demo {
   child: ChildProcess
@@ -246,27 +239,23 @@ describe('demo with the default flags (express, both transports)', () => {
   })
 
   describe('in Chromium', { skip: browserSkip }, () => {
-    let browser: Browser
-    before(async () => {
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
-    })
-    after(() => browser?.close())
+    const chrome = useBrowser()
 
     test('demo: a message typed in one page appears in a page on another node over websocket', async (t) => {
-      await chatAcross(t, browser, demo.url, 'websocket', 'websocket')
+      await chatAcross(t, chrome.browser, demo.url, 'websocket', 'websocket')
     })
 
     test('demo: a message typed in one page appears in a page on another node with polling only', async (t) => {
-      await chatAcross(t, browser, demo.url, 'polling', 'polling')
+      await chatAcross(t, chrome.browser, demo.url, 'polling', 'polling')
     })
 
     test('demo: pages that start on polling upgrade to websocket on their own node and chat across nodes', async (t) => {
-      await chatAcross(t, browser, demo.url, 'both', 'websocket')
+      await chatAcross(t, chrome.browser, demo.url, 'both', 'websocket')
     })
 
     for (const [transport, expected] of [['websocket', 'websocket'], ['polling', 'polling'], ['both', 'websocket']] as const) {
       test(`demo: a page (${transport}) whose node is stopped from its Stop button reconnects through another node and still chats`, async (t) => {
-        const { page, node } = await openChat(browser, demo.url, transport)
+        const { page, node } = await openChat(chrome.browser, demo.url, transport)
         t.after(() => Promise.all([page.close(), restoreNode(demo.url, node)]))
         await page.locator('#transport', { hasText: new RegExp(`^${expected}$`) }).waitFor()
 
@@ -286,8 +275,8 @@ describe('demo with the default flags (express, both transports)', () => {
     }
 
     test('demo: the status page shows the node stopped from the chat page down, and up again once it is started', async (t) => {
-      const { page, node } = await openChat(browser, demo.url, 'websocket')
-      const status = await browser.newPage()
+      const { page, node } = await openChat(chrome.browser, demo.url, 'websocket')
+      const status = await chrome.browser.newPage()
       t.after(() => Promise.all([page.close(), status.close(), restoreNode(demo.url, node)]))
       const shown = async (): Promise<string> => {
         await status.goto(`${demo.url}/sockgate/status`)
@@ -305,7 +294,7 @@ describe('demo with the default flags (express, both transports)', () => {
     })
 
     test('demo: a websocket page on a node drained from its Drain button moves to another node when the drain ends its tunnel', async (t) => {
-      const { page, node } = await openChat(browser, demo.url, 'websocket')
+      const { page, node } = await openChat(chrome.browser, demo.url, 'websocket')
       t.after(() => Promise.all([page.close(), restoreNode(demo.url, node)]))
       await page.getByRole('button', { name: `Drain ${node}` }).click()
       await page.locator(`.node[data-node="${node}"] .state`, { hasText: /^draining$/ }).waitFor()
@@ -322,17 +311,13 @@ const variants: Array<{ framework: string, args: string[], env: Record<string, s
   { framework: 'core', args: ['--framework=core'], env: {}, transport: 'websocket' },
 ]
 describe('demo with other frameworks in Chromium', { skip: browserSkip }, () => {
-  let browser: Browser
-  before(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
-  })
-  after(() => browser?.close())
+  const chrome = useBrowser()
 
   for (const v of variants) {
     test(`demo: under ${v.framework}, the page at / connects with the configured transport and chats`, async (t) => {
       const demo = await startDemo(v.args, v.env)
       t.after(() => stopDemo(demo))
-      const page = await browser.newPage()
+      const page = await chrome.browser.newPage()
       t.after(() => page.close())
       const failed: string[] = []
       page.on('response', (res) => { if (res.status() >= 400) failed.push(`${res.status()} ${res.url()}`) })
@@ -479,14 +464,10 @@ describe('demo --redis, across processes', { skip: redisSkip }, () => {
   })
 
   describe('in Chromium', { skip: browserSkip }, () => {
-    let browser: Browser
-    before(async () => {
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
-    })
-    after(() => browser?.close())
+    const chrome = useBrowser()
 
     test('demo --redis: a message typed in one page reaches a page on another node process, through Redis', async (t) => {
-      await chatAcross(t, browser, demo.url, 'both', 'websocket')
+      await chatAcross(t, chrome.browser, demo.url, 'both', 'websocket')
     })
   })
 

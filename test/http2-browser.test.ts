@@ -1,22 +1,11 @@
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import http2 from 'node:http2'
 import type { AddressInfo } from 'node:net'
-import { chromium, type Browser } from 'playwright-core'
 import { createGateway, type TunnelOpenEvent } from '../src/index.js'
+import { browserSkip, useBrowser } from './helpers/chromium.js'
 import { KEY_CERT } from './helpers/http2.js'
 import { socketIoUpstream } from './helpers/servers.js'
-
-const CHROMIUM = '/usr/bin/chromium'
-// The test certificate's CA is not in Chromium's store: the page is trusted by flag (loopback only).
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run',
-  '--disable-sync', '--ignore-certificate-errors']
-
-// As in demo.test.ts: without Chromium the browser tests are skipped on a developer machine, never on CI.
-const browserSkip = existsSync(CHROMIUM) || process.env.CI === 'true'
-  ? false
-  : `Chromium not found at ${CHROMIUM}: install it with \`apt-get install chromium\` to run the browser tests`
 
 const PAGE = `<!doctype html><title>h2</title><script src="/socket.io/socket.io.js"></script>
 <script>
@@ -25,11 +14,8 @@ const PAGE = `<!doctype html><title>h2</title><script src="/socket.io/socket.io.
 </script>`
 
 describe('http2 in Chromium', { skip: browserSkip }, () => {
-  let browser: Browser
-  before(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS })
-  })
-  after(() => browser?.close())
+  // The test certificate's CA is not in Chromium's store: the page is trusted by flag (loopback only).
+  const chrome = useBrowser(['--ignore-certificate-errors'])
 
   test('http2: a page over HTTP/2 opens its Socket.IO WebSocket as a stream of the same connection (RFC 8441)', async (t) => {
     const upstream = await socketIoUpstream(t)
@@ -55,7 +41,7 @@ describe('http2 in Chromium', { skip: browserSkip }, () => {
     const opened: TunnelOpenEvent[] = []
     gateway.on('tunnel:open', (e) => opened.push(e))
 
-    const page = await browser.newPage()
+    const page = await chrome.browser.newPage()
     await page.goto(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`)
     await page.waitForFunction(() => (globalThis as { answer?: string }).answer !== undefined, undefined, { timeout: 10_000 })
     assert.equal(await page.evaluate(() => (globalThis as { answer?: string }).answer), 'echo: hello from the page')

@@ -86,8 +86,9 @@ test('package: installed from its tarball, it runs the README and CommonJS examp
       "import { createGateway } from 'sockgate'",
       "import { sockgate } from 'sockgate/express'",
       "import sockgatePlugin from 'sockgate/fastify'",
+      "import { startCluster } from 'sockgate/cluster'",
       "const gateway = createGateway({ target: 'http://127.0.0.1:5001' })",
-      'console.log(JSON.stringify([typeof sockgate(gateway), typeof sockgatePlugin]))',
+      'console.log(JSON.stringify([typeof sockgate(gateway), typeof sockgatePlugin, typeof startCluster]))',
       'void gateway.close()',
       '',
     ].join('\n'))
@@ -95,6 +96,6 @@ test('package: installed from its tarball, it runs the README and CommonJS examp
     const compiled = await readFile(path.join(cjs, 'out', 'index.js'), 'utf8')
     assert.match(compiled, /require\("sockgate"\)/, 'compiled to CommonJS')
     const { stdout } = await run(process.execPath, [path.join(cjs, 'out', 'index.js')], { cwd: cjs })
-    assert.deepEqual(JSON.parse(stdout), ['function', 'function'])
+    assert.deepEqual(JSON.parse(stdout), ['function', 'function', 'function'])
   })
 })
