@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os'
 import type { Gateway } from './gateway.js'
 import { normalizeClusterOptions } from './options.js'
 import type { GatewayStatus, Logger } from './types.js'
-import { WORKER_ENV } from './cluster/messages.js'
+import { isManagedWorker } from './cluster/messages.js'
 import { Primary, type ClusterPrimary } from './cluster/primary.js'
 import { runForeignWorker, runManagedWorker, type ClusterApp } from './cluster/worker.js'
 
@@ -43,7 +43,7 @@ export interface ClusterOptions<T extends ClusterApp> {
 export async function startCluster<T extends ClusterApp> (options: ClusterOptions<T>): Promise<ClusterPrimary | T> {
   const opts = normalizeClusterOptions(options, availableParallelism())
   if (cluster.isPrimary) return await new Primary(opts).start()
-  if (process.env[WORKER_ENV] === '1' && process.send !== undefined) return await runManagedWorker(opts.start)
+  if (isManagedWorker()) return await runManagedWorker(opts.start)
   return await runForeignWorker(opts.start, opts.drain)
 }
 

@@ -8,6 +8,11 @@ import type { GatewayStatus } from '../types.js'
 /** Set in a worker's environment by the primary: the worker is ours, and a primary answers it. */
 export const WORKER_ENV = 'SOCKGATE_CLUSTER_WORKER'
 
+/** This process is a worker a sockgate/cluster primary forked, with the IPC channel to it (not PM2's, not a plain process). */
+export function isManagedWorker (): boolean {
+  return process.env[WORKER_ENV] === '1' && process.send !== undefined
+}
+
 /** Which figures of which gateway (its place in what `start()` returned). */
 export interface FiguresQuery {
   gateway: number

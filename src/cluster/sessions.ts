@@ -11,7 +11,7 @@
 import cluster from 'node:cluster'
 import type { SessionStore } from '../balance/session-store.js'
 import { SessionTable } from '../balance/sticky.js'
-import { isClusterMessage, WORKER_ENV, type PrimaryMessage, type WorkerMessage } from './messages.js'
+import { isClusterMessage, isManagedWorker, type PrimaryMessage, type WorkerMessage } from './messages.js'
 
 type SessionMessage = Extract<WorkerMessage, { type: 'sid-get' | 'sid-set' | 'sid-del' | 'sid-touch' }>
 
@@ -53,7 +53,7 @@ let workerStore: SessionStore | undefined
  * cluster mode: no primary of ours keeps a table), at the cost of one check.
  */
 export function boxSessionStore (): SessionStore | null {
-  if (!cluster.isWorker || process.env[WORKER_ENV] !== '1' || process.send === undefined) return null
+  if (!cluster.isWorker || !isManagedWorker()) return null
   workerStore ??= workerSessionStore()
   return workerStore
 }
