@@ -10,7 +10,7 @@ import { defaultStickySecret } from './balance/sticky.js'
 import { redisSessionStore, type SessionStore } from './balance/session-store.js'
 import { boxSessionStore } from './cluster/sessions.js'
 import { isServerName } from './engine-io-id.js'
-import type { ServerSpec } from './upstream/server.js'
+import { MAX_TIMER_MS, type ServerSpec } from './upstream/server.js'
 import type {
   BalanceOption, DiscoverOptions, GatewayOptions, HealthOptions, Logger, RouteOptions, ServerOption, StatusOptions, UpstreamOptions, UpstreamTlsOptions,
 } from './types.js'
@@ -187,13 +187,11 @@ function checkKeys (value: Record<string, unknown>, path: string, allowed: reado
   }
 }
 
-/** Node's largest timer delay: a longer one fires after 1 ms (TimeoutOverflowWarning), so a huge timeout would act as a tiny one. */
-const MAX_MS = 2_147_483_647
-
+/** An integer option; in ms it may not pass Node's largest timer delay (a longer one fires after 1 ms, so a huge timeout would act as a tiny one). */
 function integer (value: unknown, path: string, fallback: number, min: number, unit = ''): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) fail(path, `must be an integer >= ${min}${unit}`)
-  if (unit === ' (ms)' && value > MAX_MS) fail(path, `must be at most ${MAX_MS} (ms), the longest delay a Node timer supports`)
+  if (unit === ' (ms)' && value > MAX_TIMER_MS) fail(path, `must be at most ${MAX_TIMER_MS} (ms), the longest delay a Node timer supports`)
   return value
 }
 
