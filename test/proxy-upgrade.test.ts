@@ -1,4 +1,4 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
 import {
@@ -86,9 +86,9 @@ for (const c of malformed) {
   })
 }
 
-test('upgrade: a 101 with a wrong Sec-WebSocket-Accept gets the client a 502 and closes both sockets', async (t) => {
-  const upstream = await answeringUpstream(t, () =>
-    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n')
+/** An upstream answering `reply` to a good upgrade: the client gets a 502, no tunnel opens, both sockets close, one protocol error is reported. */
+async function assertUpstreamProtocol502 (t: TestContext, reply: string): Promise<void> {
+  const upstream = await answeringUpstream(t, () => reply)
   const { gateway, port, events } = await gatewayTo(t, upstream.url)
   const answer = await rawExchange(port, GOOD)
   assert.equal(parseAnswer(answer.text).status, 502, answer.text)
@@ -96,7 +96,11 @@ test('upgrade: a 101 with a wrong Sec-WebSocket-Accept gets the client a 502 and
   assert.ok(await eventually(() => upstream.sockets.size === 0), 'the upstream socket stayed open')
   assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_UPSTREAM_PROTOCOL'])
   assert.equal(events.opened.length, 0)
-})
+}
+
+test('upgrade: a 101 with a wrong Sec-WebSocket-Accept gets the client a 502 and closes both sockets', (t) =>
+  assertUpstreamProtocol502(t, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Accept: bm90IHRoZSByaWdodCBvbmU=\r\n\r\n'))
 
 test('upgrade: a 101 without Connection: upgrade gets the client a 502 and no tunnel', async (t) => {
   const upstream = await answeringUpstream(t, (request) =>
@@ -191,15 +195,8 @@ test('upgrade: an upstream that accepts and never answers gets the client a 504 
   assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_UPSTREAM_TIMEOUT'])
 })
 
-test('upgrade: an upstream that answers bytes that are not HTTP gets the client a 502', async (t) => {
-  const upstream = await answeringUpstream(t, () => 'SSH-2.0-OpenSSH_9.6\r\n\u0000\u0001garbage\r\n\r\n')
-  const { gateway, port, events } = await gatewayTo(t, upstream.url)
-  const answer = await rawExchange(port, GOOD)
-  assert.equal(parseAnswer(answer.text).status, 502, answer.text)
-  await assertNothingOpen(gateway, answer.closed)
-  assert.ok(await eventually(() => upstream.sockets.size === 0), 'the upstream socket stayed open')
-  assert.deepEqual(events.errors.map((e) => e.error.code), ['SOCKGATE_ERR_UPSTREAM_PROTOCOL'])
-})
+test('upgrade: an upstream that answers bytes that are not HTTP gets the client a 502', (t) =>
+  assertUpstreamProtocol502(t, 'SSH-2.0-OpenSSH_9.6\r\n\u0000\u0001garbage\r\n\r\n'))
 
 // A client leaving while the upstream is slow to answer: however it leaves, the attempt ends at once (the
 // handshake timeout is long, so only the client's leaving can close the upstream socket within the wait).
